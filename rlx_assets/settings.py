@@ -1,0 +1,83 @@
+"""The one settings class: `RLX_` environment variables and `.env`, read on demand (never at import)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+class RlxSettings(BaseSettings):
+    """Every knob of the platform. Secrets are `SecretStr` so they never print."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RLX_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    lake_url: str = "synthetic://"
+    exchange: str = "BINANCE"
+    symbols: Annotated[list[str], NoDecode] = ["BTC-USDT"]
+    start_date: dt.date = dt.date(2024, 8, 1)
+    storage_url: str = "data/assets"
+    golden_dir: str = "data/golden"
+    metrics_dir: str = "data/metrics"
+
+    s3_endpoint_url: str | None = None
+    s3_anon: bool = False
+    s3_region: str | None = None
+    pushgateway_url: str | None = None
+    alert_webhook_url: SecretStr | None = None
+
+    # AWS credentials keep their standard names (no RLX_ prefix).
+    aws_access_key_id: SecretStr | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias="AWS_SECRET_ACCESS_KEY"
+    )
+    aws_session_token: SecretStr | None = Field(default=None, validation_alias="AWS_SESSION_TOKEN")
+
+    # Synthetic source: 1.0 is a busy real BTC-USDT day; the default runs in seconds.
+    synthetic_scale: float = Field(default=0.002, gt=0, le=4.0)
+
+    # Instrument grids "<SYMBOL>=<tick>/<lot>" (e.g. "BTC-USDT=0.01/0.00001"); absent -> inferred daily.
+    instrument_grids: Annotated[dict[str, tuple[str, str]], NoDecode] = {}
+
+    # Check thresholds.
+    max_mid_deviation_bps: float = Field(default=1.0, ge=0)
+    min_top20_match_share: float = Field(default=0.999, ge=0, le=1)
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split_symbols(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [s.strip().upper() for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("instrument_grids", mode="before")
+    @classmethod
+    def _parse_grids(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        grids: dict[str, tuple[str, str]] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            symbol, sep, steps = item.partition("=")
+            tick, slash, lot = steps.partition("/")
+            if not (sep and slash and tick and lot):
+                raise ValueError(f"RLX_INSTRUMENT_GRIDS item {item!r}: expected SYMBOL=tick/lot")
+            grids[symbol.strip().upper()] = (tick.strip(), lot.strip())
+        return grids
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_present(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("RLX_SYMBOLS must name at least one symbol")
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> RlxSettings:
+    """Settings as the environment has them now; tests call `get_settings.cache_clear()`."""
+    return RlxSettings()
