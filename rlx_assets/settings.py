@@ -1,13 +1,13 @@
-"""The one settings class: `RLX_` environment variables and `.env`, read on demand (never at import)."""
+"""The one settings class: `RLX_` variables and `.env`, read on demand (never at import)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from functools import lru_cache
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 class RlxSettings(BaseSettings):
@@ -41,7 +41,7 @@ class RlxSettings(BaseSettings):
     # Synthetic source: 1.0 is a busy real BTC-USDT day; the default runs in seconds.
     synthetic_scale: float = Field(default=0.002, gt=0, le=4.0)
 
-    # Instrument grids "<SYMBOL>=<tick>/<lot>" (e.g. "BTC-USDT=0.01/0.00001"); absent -> inferred daily.
+    # Grids "<SYMBOL>=<tick>/<lot>" (e.g. "BTC-USDT=0.01/0.00001"); absent -> inferred daily.
     instrument_grids: Annotated[dict[str, tuple[str, str]], NoDecode] = {}
 
     # Check thresholds.

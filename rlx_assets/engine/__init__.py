@@ -1,0 +1,1 @@
+"""Pure engine: numpy, numba and pyarrow arrays in, arrays out. No Dagster, no files."""

@@ -1,0 +1,150 @@
+"""Floats to exact decimals through the instrument grid, and scaled int64 to Parquet decimals.
+
+A vendor float such as 2683.0 or 3.78826 is the nearest binary value to a decimal on the
+instrument's grid; casting it to a decimal directly keeps the binary noise. Here a float becomes
+an integer count of grid steps, rounded only within float rounding; values off their grid by more
+than that are precision-loss warnings: counted and kept with their own exact (shortest) decimal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+DECIMAL_TYPE = pa.decimal128(38, 18)
+MAX_DIGITS = 18
+GRID_SHARE = 0.9999
+# Float rounding: a few ulps of the value, and never less than 1e-9 of a step.
+_ULPS = 4 * np.finfo(np.float64).eps
+_MIN_TOLERANCE_STEPS = 1e-9
+_INT64_LIMIT = 2**63 - 1
+
+
+def _off_grid_steps(values: np.ndarray, exponent: int) -> np.ndarray:
+    """Distance from the nearest grid point in steps of 10**exponent, minus float rounding."""
+    in_steps = values / (10.0**exponent) if exponent >= 0 else values * (10.0**-exponent)
+    distance = np.abs(in_steps - np.rint(in_steps))
+    tolerance = np.maximum(_MIN_TOLERANCE_STEPS, _ULPS * np.abs(in_steps))
+    return distance - tolerance
+
+
+def on_grid(values: np.ndarray, exponent: int) -> np.ndarray:
+    return _off_grid_steps(values, exponent) <= 0
+
+
+def infer_step_exponent(values: np.ndarray, min_exponent: int = -MAX_DIGITS) -> int:
+    """The coarsest power-of-ten step that at least 99.99% of the values lie on."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0
+    largest = float(np.max(np.abs(finite)))
+    top = max(0, int(np.floor(np.log10(largest))) if largest > 0 else 0)
+    for exponent in range(top, min_exponent - 1, -1):
+        if np.mean(on_grid(finite, exponent)) >= GRID_SHARE:
+            return exponent
+    return min_exponent
+
+
+def exponent_of_step(step: str | Decimal) -> int:
+    """'0.01' -> -2. Grids from settings must be powers of ten."""
+    value = Decimal(step).normalize()
+    sign, digits, exponent = value.as_tuple()
+    if sign or digits != (1,):
+        raise ValueError(f"grid step {step!r} is not a positive power of ten")
+    return int(exponent)
+
+
+@dataclass(frozen=True)
+class ScaledValues:
+    """Exact values as integers at 10**-digits; `off_grid` marks precision-loss warnings."""
+
+    ints: np.ndarray  # int64
+    digits: int
+    off_grid: np.ndarray  # bool
+    unrepresentable: int  # values needing more than MAX_DIGITS (rounded there, still flagged)
+
+
+def _decimal_digits(value: float) -> int:
+    exponent = Decimal(repr(float(value))).as_tuple().exponent
+    return max(0, -int(exponent))
+
+
+def scale_floats(values: np.ndarray, exponent: int) -> ScaledValues:
+    """Finite floats on a grid of 10**exponent -> exact integers (see module docstring)."""
+    values = np.asarray(values, dtype=np.float64)
+    grid_digits = max(0, -exponent)
+    off = _off_grid_steps(values, exponent) > 0 if values.size else np.zeros(0, bool)
+    digits = grid_digits
+    off_values = values[off]
+    if off_values.size:
+        digits = max(digits, max(_decimal_digits(v) for v in off_values))
+    largest = float(np.max(np.abs(values))) if values.size else 0.0
+    while digits > grid_digits and largest * 10.0**digits >= _INT64_LIMIT / 2:
+        digits -= 1
+    digits = min(digits, MAX_DIGITS)
+
+    in_steps = values / (10.0**exponent) if exponent >= 0 else values * (10.0**-exponent)
+    steps = np.rint(in_steps).astype(np.int64)
+    # Grid steps coarser than 1 (exponent > 0) still land on whole numbers.
+    multiplier = 10 ** (digits + exponent)
+    ints = steps * np.int64(multiplier)
+    unrepresentable = 0
+    for index in np.flatnonzero(off):
+        exact = Decimal(repr(float(values[index])))
+        scaled = exact.scaleb(digits)
+        rounded = scaled.to_integral_value()
+        if rounded != scaled:
+            unrepresentable += 1
+        ints[index] = int(rounded)
+    return ScaledValues(ints=ints, digits=digits, off_grid=off, unrepresentable=unrepresentable)
+
+
+def scaled_to_decimal(ints: np.ndarray, digits: int, valid: np.ndarray | None = None) -> pa.Array:
+    """int64 at 10**-digits -> decimal128(38, 18), exactly (no float on the way)."""
+    ints = np.ascontiguousarray(ints, dtype=np.int64)
+    words = np.empty((ints.size, 2), dtype=np.int64)
+    words[:, 0] = ints
+    words[:, 1] = np.where(ints < 0, -1, 0)  # two's-complement sign extension to 128 bits
+    validity = None
+    null_count = 0
+    if valid is not None and not valid.all():
+        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        null_count = int(ints.size - valid.sum())
+    narrow = pa.Array.from_buffers(
+        pa.decimal128(38, digits),
+        ints.size,
+        [validity, pa.py_buffer(words.tobytes())],
+        null_count=null_count,
+    )
+    return narrow.cast(DECIMAL_TYPE)
+
+
+def decimal_digits_needed(values: pa.Array | pa.ChunkedArray) -> int:
+    """The fewest fractional digits that hold every value exactly."""
+    for digits in range(MAX_DIGITS + 1):
+        try:
+            pc.cast(values, pa.decimal128(38, digits), safe=True)
+        except pa.ArrowInvalid:
+            continue
+        return digits
+    return MAX_DIGITS
+
+
+def decimal_to_scaled(values: pa.Array | pa.ChunkedArray, digits: int) -> np.ndarray:
+    """decimal128 -> int64 at 10**-digits (nulls become 0); raises if a value does not fit."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    narrow = pc.cast(values, pa.decimal128(38, digits), safe=True)
+    if len(narrow) == 0:
+        return np.zeros(0, dtype=np.int64)
+    narrow = pc.fill_null(narrow, pa.scalar(Decimal(0), narrow.type))
+    words = np.frombuffer(narrow.buffers()[1], dtype=np.int64)
+    words = words[2 * narrow.offset : 2 * (narrow.offset + len(narrow))].reshape(-1, 2)
+    low, high = words[:, 0], words[:, 1]
+    if not np.array_equal(high, np.where(low < 0, -1, 0)):
+        raise OverflowError(f"decimal values do not fit int64 at {digits} fractional digits")
+    return low.copy()

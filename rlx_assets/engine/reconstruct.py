@@ -1,0 +1,248 @@
+"""A day of raw deltas and vendor snapshots in, the reconstructed book and end-of-day state out.
+
+The `full_replay` strategy: every delta message is replayed (see `book.py`), starting from the
+previous day's full-depth state when there is one (exact continuity across midnight), else from the
+day's opening snapshot burst or its first vendor snapshot (`cold_start`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rlx_assets.engine.book import LEVELS, BookSide, ReplayInput, message_starts, replay
+from rlx_assets.engine.decimals import decimal_digits_needed, decimal_to_scaled, scaled_to_decimal
+from rlx_assets.lake.schema import book_level_columns
+
+FULL_REPLAY = "full_replay"
+
+SEED_PREVIOUS_STATE = "previous_book_state"
+SEED_SNAPSHOT_BURST = "snapshot_burst"
+SEED_VENDOR_SNAPSHOT = "vendor_snapshot"
+SEED_EMPTY = "empty_book"
+
+STATE_SCHEMA = pa.schema(
+    [
+        ("side", pa.string()),
+        ("price", pa.decimal128(38, 18)),
+        ("size", pa.decimal128(38, 18)),
+        ("last_sequence_number", pa.int64()),
+    ]
+)
+
+
+@dataclass
+class Reconstruction:
+    book: pa.Table
+    state: pa.Table
+    strategy: str = FULL_REPLAY
+    seed: str = SEED_EMPTY
+    messages: int = 0
+    messages_before_seed: int = 0
+    stats: dict[str, float | int | bool | str] = field(default_factory=dict)
+
+    @property
+    def cold_start(self) -> bool:
+        return self.seed != SEED_PREVIOUS_STATE
+
+
+class NoDeltasError(ValueError):
+    """full_replay needs book deltas; the partition has none."""
+
+
+def _level_names(side: str, kind: str) -> list[str]:
+    return [f"{side}_{level}_{kind}" for level in range(LEVELS)]
+
+
+def _matrix(table: pa.Table, names: list[str], digits: int) -> np.ndarray:
+    if table.num_rows == 0:
+        return np.zeros((0, LEVELS), dtype=np.int64)
+    return np.stack([decimal_to_scaled(table[name], digits) for name in names], axis=1)
+
+
+def _digits(arrays: list[pa.ChunkedArray | pa.Array]) -> int:
+    chunks = []
+    for array in arrays:
+        chunks += array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    chunks = [chunk for chunk in chunks if len(chunk)]
+    return decimal_digits_needed(pa.chunked_array(chunks)) if chunks else 0
+
+
+def _state_sides(state: pa.Table, price_digits: int, size_digits: int) -> tuple[BookSide, BookSide]:
+    sides = []
+    for name in ("BID", "ASK"):
+        part = state.filter(pc.equal(state["side"], name))
+        prices = decimal_to_scaled(part["price"], price_digits)
+        # Bids ascend and asks descend so the best level is last (the engine's layout).
+        order = np.argsort(prices, kind="stable")
+        if name == "ASK":
+            order = order[::-1]
+        sides.append(
+            BookSide(
+                prices[order],
+                decimal_to_scaled(part["size"], size_digits)[order],
+                part["last_sequence_number"].to_numpy()[order],
+            )
+        )
+    return sides[0], sides[1]
+
+
+def _opening_burst(starts: np.ndarray, side_is_bid: np.ndarray) -> bool:
+    """Does the first message carry a whole book (both sides, at least 20 levels each)?"""
+    if starts.size < 2:
+        return False
+    first = side_is_bid[starts[0] : starts[1]]
+    return int(first.sum()) >= LEVELS and int((~first).sum()) >= LEVELS
+
+
+def reconstruct_day(
+    deltas: pa.Table, snapshots: pa.Table, previous_state: pa.Table | None
+) -> Reconstruction:
+    """Replay one day. `deltas`/`snapshots` are raw assets (sorted by sequence_number)."""
+    if deltas.num_rows == 0:
+        raise NoDeltasError("no book_delta_v2 rows in this partition: full_replay cannot run")
+    price_names = _level_names("bid", "price") + _level_names("ask", "price")
+    size_names = _level_names("bid", "size") + _level_names("ask", "size")
+    state = previous_state if previous_state is not None and previous_state.num_rows else None
+    price_digits = _digits(
+        [deltas["price"]]
+        + [snapshots[n] for n in price_names]
+        + ([state["price"]] if state is not None else [])
+    )
+    size_digits = _digits(
+        [deltas["size"]]
+        + [snapshots[n] for n in size_names]
+        + ([state["size"]] if state is not None else [])
+    )
+
+    sequence = deltas["sequence_number"].to_numpy()
+    starts = message_starts(sequence)
+    message_sequence = sequence[starts[:-1]]
+    side_is_bid = deltas["side_is_bid"].to_numpy(zero_copy_only=False)
+
+    # Vendor snapshots by sequence number (the last one wins if the vendor repeated one).
+    snapshot_sequence = snapshots["sequence_number"].to_numpy()
+    keep_last = np.ones(snapshot_sequence.size, dtype=bool)
+    keep_last[:-1] = snapshot_sequence[1:] != snapshot_sequence[:-1]
+    snapshots = snapshots.filter(pa.array(keep_last))
+    snapshot_sequence = snapshot_sequence[keep_last]
+    position = np.searchsorted(snapshot_sequence, message_sequence)
+    clipped = np.minimum(position, max(snapshot_sequence.size - 1, 0))
+    matched = (position < snapshot_sequence.size) & (
+        snapshot_sequence[clipped] == message_sequence if snapshot_sequence.size else False
+    )
+    snapshot_of_message = np.where(matched, position, -1).astype(np.int64)
+
+    if state is not None:
+        bids, asks = _state_sides(state, price_digits, size_digits)
+        seed, first_published, force = SEED_PREVIOUS_STATE, 0, -1
+    else:
+        bids, asks = BookSide.empty(), BookSide.empty()
+        if _opening_burst(starts, side_is_bid):
+            seed, first_published, force = SEED_SNAPSHOT_BURST, 0, -1
+        elif matched.any():
+            first_published = int(np.argmax(matched))
+            seed, force = SEED_VENDOR_SNAPSHOT, first_published
+        else:
+            seed, first_published, force = SEED_EMPTY, 0, -1
+
+    data = ReplayInput(
+        message_starts=starts,
+        sequence_numbers=message_sequence,
+        side_is_bid=side_is_bid,
+        prices=decimal_to_scaled(deltas["price"], price_digits),
+        sizes=decimal_to_scaled(deltas["size"], size_digits),
+        snapshot_of_message=snapshot_of_message,
+        snapshot_bid_prices=_matrix(snapshots, _level_names("bid", "price"), price_digits),
+        snapshot_bid_sizes=_matrix(snapshots, _level_names("bid", "size"), size_digits),
+        snapshot_ask_prices=_matrix(snapshots, _level_names("ask", "price"), price_digits),
+        snapshot_ask_sizes=_matrix(snapshots, _level_names("ask", "size"), size_digits),
+        force_resync_message=force,
+    )
+    out = replay(data, bids, asks)
+
+    published = slice(first_published, None)
+    first_rows = starts[:-1][published]
+    columns: dict[str, pa.Array] = {
+        "origin_time": pa.array(deltas["origin_time"].to_numpy()[first_rows]),
+        "received_time": pa.array(deltas["received_time"].to_numpy()[first_rows]),
+        "sequence_number": pa.array(message_sequence[published]),
+    }
+    levels = {
+        "bid": (out.bid_prices[published], out.bid_sizes[published]),
+        "ask": (out.ask_prices[published], out.ask_sizes[published]),
+    }
+    for name in book_level_columns():
+        side, level, kind = name.split("_")
+        prices, sizes = levels[side]
+        present = sizes[:, int(level)] > 0
+        values = prices if kind == "price" else sizes
+        digits = price_digits if kind == "price" else size_digits
+        columns[name] = scaled_to_decimal(values[:, int(level)], digits, present)
+    checked = out.vendor_checked[published]
+    columns["resynced"] = pa.array(out.resynced[published])
+    columns["repaired_levels"] = pa.array(out.repaired_levels[published])
+    columns["vendor_match"] = pa.array(out.vendor_match[published], mask=~checked)
+    deviation = out.mid_deviation_bps[published]
+    columns["mid_deviation_bps"] = pa.array(deviation, mask=np.isnan(deviation))
+    book = pa.table(columns)
+
+    result = Reconstruction(
+        book=book,
+        state=_state_table(out.bids, out.asks, price_digits, size_digits),
+        seed=seed,
+        messages=int(message_sequence.size),
+        messages_before_seed=first_published,
+    )
+    result.stats = _replay_stats(out, published, levels)
+    return result
+
+
+def _state_table(bids: BookSide, asks: BookSide, price_digits: int, size_digits: int) -> pa.Table:
+    # Best first on each side, bids then asks: a stable, readable order.
+    bid_order = np.arange(bids.prices.size)[::-1]
+    ask_order = np.arange(asks.prices.size)[::-1]
+    prices = np.concatenate([bids.prices[bid_order], asks.prices[ask_order]])
+    sizes = np.concatenate([bids.sizes[bid_order], asks.sizes[ask_order]])
+    stamps = np.concatenate([bids.stamps[bid_order], asks.stamps[ask_order]])
+    sides = ["BID"] * bids.prices.size + ["ASK"] * asks.prices.size
+    return pa.table(
+        [
+            pa.array(sides, pa.string()),
+            scaled_to_decimal(prices, price_digits),
+            scaled_to_decimal(sizes, size_digits),
+            pa.array(stamps, pa.int64()),
+        ],
+        schema=STATE_SCHEMA,
+    )
+
+
+def crossed_rows(bid_prices: np.ndarray, bid_sizes: np.ndarray, ask_prices, ask_sizes) -> int:
+    """Published rows whose best bid is at or above the best ask."""
+    both = (bid_sizes[:, 0] > 0) & (ask_sizes[:, 0] > 0)
+    return int((both & (bid_prices[:, 0] >= ask_prices[:, 0])).sum())
+
+
+def _replay_stats(out, published: slice, levels: dict) -> dict[str, float | int | bool | str]:
+    checked = out.vendor_checked[published]
+    matches = out.vendor_match[published] & checked
+    deviation = out.mid_deviation_bps[published]
+    deviation = deviation[~np.isnan(deviation)]
+    bid_prices, bid_sizes = levels["bid"]
+    ask_prices, ask_sizes = levels["ask"]
+    return {
+        "vendor_snapshots_compared": int(checked.sum()),
+        "top20_matches": int(matches.sum()),
+        "top20_match_share": float(matches.sum() / checked.sum()) if checked.any() else 1.0,
+        "gaps_detected": int((checked & ~out.vendor_match[published]).sum()),
+        "gaps_filled": int(out.resynced[published].sum()),
+        "stale_levels_repaired": int(out.repaired_levels[published].sum()),
+        "mid_deviation_max_bps": float(deviation.max()) if deviation.size else 0.0,
+        "mid_deviation_p99_bps": float(np.quantile(deviation, 0.99)) if deviation.size else 0.0,
+        "crossed_books_published": crossed_rows(bid_prices, bid_sizes, ask_prices, ask_sizes),
+        "end_depth_bids": int(out.bids.prices.size),
+        "end_depth_asks": int(out.asks.prices.size),
+    }
