@@ -1,0 +1,45 @@
+"""The one Definitions object (workspace.yaml and `-m rlx_assets` load it)."""
+
+from __future__ import annotations
+
+from dagster import Definitions, in_process_executor
+
+from rlx_assets.defs.book.assets import build_book_assets
+from rlx_assets.defs.raw.assets import build_raw_assets
+from rlx_assets.partitions import market_partitions
+from rlx_assets.resources.io_manager import ParquetIOManager
+from rlx_assets.resources.lake import LakeResource
+from rlx_assets.resources.quality import QualityResource
+from rlx_assets.settings import RlxSettings, get_settings
+
+
+def build_definitions(settings: RlxSettings) -> Definitions:
+    partitions = market_partitions(settings.start_date, settings.symbols)
+    return Definitions(
+        assets=[*build_raw_assets(partitions), *build_book_assets(partitions)],
+        resources={
+            "io_manager": ParquetIOManager(
+                base_url=settings.storage_url,
+                exchange=settings.exchange,
+                s3_endpoint_url=settings.s3_endpoint_url,
+                s3_anon=settings.s3_anon,
+            ),
+            "lake": LakeResource(
+                url=settings.lake_url,
+                exchange=settings.exchange,
+                synthetic_scale=settings.synthetic_scale,
+                s3_endpoint_url=settings.s3_endpoint_url,
+                s3_anon=settings.s3_anon,
+                instrument_grids={s: list(g) for s, g in settings.instrument_grids.items()},
+            ),
+            "quality": QualityResource(
+                max_mid_deviation_bps=settings.max_mid_deviation_bps,
+                min_top20_match_share=settings.min_top20_match_share,
+            ),
+        },
+        # One machine: steps run in the run's process (a multiprocess step costs ~5 s of startup).
+        executor=in_process_executor,
+    )
+
+
+defs = build_definitions(get_settings())

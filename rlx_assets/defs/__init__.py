@@ -1,0 +1,1 @@
+"""Dagster glue by domain: raw/, book/ (assets and their checks)."""

@@ -1,0 +1,201 @@
+"""reconstructed_book, book_state and unified_events, with the checks computed alongside."""
+
+import pyarrow as pa
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    AssetOut,
+    AssetsDefinition,
+    Failure,
+    MetadataValue,
+    Output,
+    asset,
+    multi_asset,
+)
+
+from rlx_assets.defs import check_names
+from rlx_assets.engine.events import chronology_violations, unified_events
+from rlx_assets.engine.raw import day_bounds_ns
+from rlx_assets.engine.reconstruct import NoDeltasError, reconstruct_day
+from rlx_assets.partitions import day_and_symbol, previous_day
+from rlx_assets.resources.io_manager import ALLOW_MISSING
+from rlx_assets.resources.quality import QualityResource
+
+RECONSTRUCTED_BOOK = "reconstructed_book"
+BOOK_STATE = "book_state"
+
+
+def build_book_assets(partitions_def) -> list[AssetsDefinition]:
+    @multi_asset(
+        partitions_def=partitions_def,
+        group_name="book",
+        outs={
+            RECONSTRUCTED_BOOK: AssetOut(
+                description=(
+                    "The top 20 levels after every delta message (one row per sequence_number), "
+                    "in the vendor book's wide layout, with resynced/repaired_levels flags and, "
+                    "where a vendor snapshot has the same sequence number, whether the rebuilt "
+                    "book matched it before any resync."
+                ),
+                kinds={"parquet"},
+                code_version="1",
+            ),
+            BOOK_STATE: AssetOut(
+                description="The full-depth book at the end of the day; the next day starts there.",
+                kinds={"parquet"},
+                code_version="1",
+            ),
+        },
+        ins={
+            "raw_book_deltas": AssetIn(),
+            "raw_book_snapshots": AssetIn(),
+            "previous_book_state": AssetIn(
+                BOOK_STATE, partition_mapping=previous_day, metadata={ALLOW_MISSING: True}
+            ),
+        },
+        check_specs=[
+            AssetCheckSpec(
+                check_names.BOOK_NEVER_CROSSED,
+                asset=RECONSTRUCTED_BOOK,
+                blocking=True,
+                description="No published row has best bid >= best ask (blocks unified_events).",
+            ),
+            AssetCheckSpec(
+                check_names.MID_DEVIATION_WITHIN_LIMIT,
+                asset=RECONSTRUCTED_BOOK,
+                description="Rebuilt mid vs vendor snapshot mid (before resync), max in bps.",
+            ),
+            AssetCheckSpec(
+                check_names.TOP20_MATCHES_VENDOR,
+                asset=RECONSTRUCTED_BOOK,
+                description="Share of vendor snapshots whose 20 levels the rebuilt book equalled.",
+            ),
+        ],
+    )
+    def reconstruct(
+        context: AssetExecutionContext,
+        quality: QualityResource,
+        raw_book_deltas: pa.Table,
+        raw_book_snapshots: pa.Table,
+        previous_book_state: pa.Table | None,
+    ):
+        try:
+            result = reconstruct_day(raw_book_deltas, raw_book_snapshots, previous_book_state)
+        except NoDeltasError as error:
+            raise Failure(
+                f"{context.partition_key}: {error}. The snapshot_anchored strategy for days "
+                "without deltas is not built yet."
+            ) from None
+        stats = result.stats
+        if result.cold_start:
+            context.log.info(f"cold start: seeded from {result.seed}")
+        # book_state first: Dagster orders a multi-asset's outputs by dependency.
+        yield Output(
+            result.state,
+            output_name=BOOK_STATE,
+            metadata={
+                "dagster/row_count": result.state.num_rows,
+                "bid_levels": stats["end_depth_bids"],
+                "ask_levels": stats["end_depth_asks"],
+            },
+        )
+        yield Output(
+            result.book,
+            output_name=RECONSTRUCTED_BOOK,
+            metadata={
+                "dagster/row_count": result.book.num_rows,
+                "strategy": result.strategy,
+                "cold_start": result.cold_start,
+                "seed": result.seed,
+                "messages": result.messages,
+                "messages_before_seed": result.messages_before_seed,
+                **{name: value for name, value in stats.items() if not name.startswith("end_")},
+            },
+        )
+        crossed = int(stats["crossed_books_published"])
+        yield AssetCheckResult(
+            check_name=check_names.BOOK_NEVER_CROSSED,
+            asset_key=RECONSTRUCTED_BOOK,
+            passed=crossed == 0,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"crossed_books_published": crossed, "threshold": 0},
+        )
+        deviation = float(stats["mid_deviation_max_bps"])
+        yield AssetCheckResult(
+            check_name=check_names.MID_DEVIATION_WITHIN_LIMIT,
+            asset_key=RECONSTRUCTED_BOOK,
+            passed=deviation <= quality.max_mid_deviation_bps,
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "mid_deviation_max_bps": deviation,
+                "mid_deviation_p99_bps": float(stats["mid_deviation_p99_bps"]),
+                "threshold_bps": quality.max_mid_deviation_bps,
+                "vendor_snapshots_compared": int(stats["vendor_snapshots_compared"]),
+            },
+        )
+        share = float(stats["top20_match_share"])
+        yield AssetCheckResult(
+            check_name=check_names.TOP20_MATCHES_VENDOR,
+            asset_key=RECONSTRUCTED_BOOK,
+            passed=share >= quality.min_top20_match_share,
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "top20_match_share": share,
+                "threshold": quality.min_top20_match_share,
+                "gaps_detected": int(stats["gaps_detected"]),
+                "gaps_filled": int(stats["gaps_filled"]),
+            },
+        )
+
+    @asset(
+        name="unified_events",
+        partitions_def=partitions_def,
+        group_name="book",
+        description=(
+            "One chronological stream of TRADE, BOOK_DELTA and BOOK_SNAPSHOT events (snapshots "
+            "from the validated reconstructed book), ordered by event_timestamp, type, id."
+        ),
+        kinds={"parquet"},
+        code_version="1",
+        check_specs=[
+            AssetCheckSpec(
+                check_names.EVENTS_CHRONOLOGICAL,
+                asset="unified_events",
+                description="Events in (event_timestamp, type rank, id) order, all inside the day.",
+            )
+        ],
+    )
+    def unified_events_asset(
+        context: AssetExecutionContext,
+        raw_trades: pa.Table,
+        raw_book_deltas: pa.Table,
+        reconstructed_book: pa.Table,
+    ):
+        events = unified_events(raw_trades, raw_book_deltas, reconstructed_book)
+        counts = events.group_by("event_type").aggregate([("event_type", "count")]).to_pylist()
+        by_type = {row["event_type"]: row["event_type_count"] for row in counts}
+        day, _ = day_and_symbol(context.partition_key)
+        start, end = day_bounds_ns(day)
+        times = events["event_timestamp"].to_numpy()
+        outside = int(((times < start) | (times >= end)).sum())
+        disorder = chronology_violations(events)
+        yield Output(
+            events,
+            metadata={
+                "dagster/row_count": events.num_rows,
+                "events_by_type": MetadataValue.json(by_type),
+                "trade_to_book_ratio": by_type.get("TRADE", 0)
+                / max(1, by_type.get("BOOK_DELTA", 0)),
+            },
+        )
+        yield AssetCheckResult(
+            check_name=check_names.EVENTS_CHRONOLOGICAL,
+            passed=disorder == 0 and outside == 0,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"out_of_order_pairs": disorder, "outside_day": outside, "threshold": 0},
+        )
+
+    return [reconstruct, unified_events_asset]

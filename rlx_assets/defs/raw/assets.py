@@ -1,0 +1,110 @@
+"""raw_trades, raw_book_snapshots, raw_book_deltas: one day of one table, normalized and exact.
+
+Each partition reads the `dt` folders of the day and its two neighbours, because a collector files
+rows by receive time: rows stamped inside the day but filed under a neighbouring `dt` belong here,
+and each row read is accounted for (kept, another day's, duplicate, or quarantined with a reason).
+"""
+
+import datetime as dt
+import hashlib
+
+import pyarrow as pa
+from dagster import AssetExecutionContext, AssetsDefinition, MetadataValue, Output, asset
+
+from rlx_assets.defs.metadata import markdown_table
+from rlx_assets.engine.raw import RawDay, clean_day
+from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, TRADES
+from rlx_assets.partitions import day_and_symbol
+from rlx_assets.resources.lake import LakeResource
+
+ONE_DAY = dt.timedelta(days=1)
+
+RAW_ASSETS = {
+    "raw_trades": (TRADES, "Trades of the day: one row per trade, aggressor side, exact decimals."),
+    "raw_book_snapshots": (
+        BOOK,
+        "Vendor 20-level book snapshots of the day (wide layout), exact decimals.",
+    ),
+    "raw_book_deltas": (
+        BOOK_DELTAS,
+        "Full-depth book deltas of the day (absolute size per price; rows sharing a "
+        "sequence_number form one exchange message), exact decimals.",
+    ),
+}
+
+
+def _content_hash(table: pa.Table) -> str:
+    """SHA-256 of the rows as an Arrow IPC stream: equal hashes mean equal data."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue()).hexdigest()
+
+
+def _metadata(day: RawDay, sources: list, missing_dts: list[str]) -> dict[str, object]:
+    quarantine_preview = day.quarantine.slice(0, 10).to_pylist() if day.quarantine else []
+    return {
+        "dagster/row_count": day.table.num_rows,
+        "rows_read": day.rows_read,
+        "rows_other_days": day.rows_other_days,
+        "rows_from_neighbour_dt": day.rows_from_neighbour_dt,
+        "duplicates_dropped": day.duplicates_dropped,
+        "rows_quarantined": day.rows_quarantined,
+        "quarantine_reasons": MetadataValue.json(dict(sorted(day.quarantined.items()))),
+        "quarantined_rows_preview": markdown_table(quarantine_preview, limit=10),
+        "origin_time_invalid": day.origin_time_invalid,
+        "precision_loss_warnings": day.precision_loss_warnings,
+        "price_step": f"1e{day.price_step_exponent}",
+        "size_step": f"1e{day.size_step_exponent}",
+        "source_files": MetadataValue.json(
+            [{"uri": f.uri, "size": f.size, "etag": f.etag, "sha256": f.sha256} for f in sources]
+        ),
+        "source_bytes": sum(f.size for f in sources),
+        "dt_folders_missing": MetadataValue.json(missing_dts),
+        "content_sha256": _content_hash(day.table),
+    }
+
+
+def build_raw_asset(
+    name: str, table_name: str, description: str, partitions_def
+) -> AssetsDefinition:
+    @asset(
+        name=name,
+        group_name="raw",
+        partitions_def=partitions_def,
+        description=description,
+        kinds={"parquet"},
+        code_version="1",
+    )
+    def _raw(context: AssetExecutionContext, lake: LakeResource) -> Output[pa.Table]:
+        day, symbol = day_and_symbol(context.partition_key)
+        source = lake.open()
+        pieces: list[tuple[dt.date, pa.Table]] = []
+        files = []
+        missing = []
+        for filed_under in (day - ONE_DAY, day, day + ONE_DAY):
+            found = source.read_day(table_name, lake.exchange, symbol, filed_under)
+            if not found.files:
+                missing.append(str(filed_under))
+            files += found.files
+            pieces += [(filed_under, table) for table in found.tables]
+        price_exponent, size_exponent = lake.grid_exponents(symbol)
+        cleaned = clean_day(table_name, day, pieces, price_exponent, size_exponent)
+        if not cleaned.accounted():
+            raise RuntimeError(f"{name} {context.partition_key}: row accounting does not add up")
+        if str(day) in missing:
+            context.log.warning(f"{name}: no {table_name} files filed under dt={day}")
+        if cleaned.rows_quarantined:
+            context.log.warning(
+                f"{name}: {cleaned.rows_quarantined} rows quarantined: {dict(cleaned.quarantined)}"
+            )
+        return Output(cleaned.table, metadata=_metadata(cleaned, files, missing))
+
+    return _raw
+
+
+def build_raw_assets(partitions_def) -> list[AssetsDefinition]:
+    return [
+        build_raw_asset(name, table_name, description, partitions_def)
+        for name, (table_name, description) in RAW_ASSETS.items()
+    ]
