@@ -48,7 +48,11 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
     BOOK: pa.schema(
-        [("origin_time", pa.int64()), ("received_time", pa.int64()), ("sequence_number", pa.int64())]
+        [
+            ("origin_time", pa.int64()),
+            ("received_time", pa.int64()),
+            ("sequence_number", pa.int64()),
+        ]
         + [(name, pa.float64()) for name in book_level_columns()]
     ),
     BOOK_DELTAS: pa.schema(
@@ -82,7 +86,9 @@ def _to_nanoseconds(column: pa.ChunkedArray, where: str) -> pa.ChunkedArray:
 def normalize_table(table_name: str, table: pa.Table, source: str) -> pa.Table:
     """Rename raw spellings, coerce types, order columns; errors name the file and the column."""
     if table_name not in SCHEMAS:
-        raise SourceSchemaError(f"{source}: unknown table {table_name!r} (expected one of {TABLES})")
+        raise SourceSchemaError(
+            f"{source}: unknown table {table_name!r} (expected one of {TABLES})"
+        )
     target = SCHEMAS[table_name]
     renames = {
         raw: canonical
@@ -114,7 +120,12 @@ def normalize_table(table_name: str, table: pa.Table, source: str) -> pa.Table:
         if field.name in TIME_COLUMNS:
             column = _to_nanoseconds(column, where)
         elif column.type != field.type:
-            if field.name == "side" and pa.types.is_dictionary(column.type):
+            textual = (
+                pa.types.is_dictionary(column.type)
+                or pa.types.is_large_string(column.type)
+                or pa.types.is_string_view(column.type)
+            )
+            if pa.types.is_string(field.type) and textual:
                 column = column.cast(pa.string())
             elif pa.types.is_string(field.type) or pa.types.is_boolean(field.type):
                 raise SourceSchemaError(f"{where}: expected {field.type}, found {column.type}")

@@ -1,0 +1,233 @@
+"""The Crypto Lake layout over fsspec: a local folder or an `s3://` bucket.
+
+    <lake>/<table>/exchange=<EXCHANGE>/symbol=<SYMBOL>/dt=<YYYY-MM-DD>/<any name>.parquet
+
+Each file's bytes are read once; the SHA-256 and the Parquet table both come from those bytes, so
+the recorded provenance proves exactly what was normalized.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rlx_assets.lake import schema
+from rlx_assets.lake.source import DayFiles, SourceFile
+
+log = logging.getLogger(__name__)
+
+_LOCAL_PROTOCOLS = (None, "file", "local")
+
+_DENIED = "access denied (check the AWS credentials; RLX_S3_ANON=true reads public buckets)"
+
+# What an S3 error code means to the person fixing it. Fixed texts only: server messages are never
+# copied, so nothing the request carried can leak into an error.
+_S3_ERRORS = {
+    "NoSuchBucket": "the S3 bucket does not exist",
+    "AccessDenied": _DENIED,
+    "AllAccessDisabled": "access to this bucket is disabled",
+    "AccountProblem": "the AWS account behind these credentials has a problem",
+    "InvalidAccessKeyId": "the AWS access key id is not recognized",
+    "SignatureDoesNotMatch": "the AWS secret access key was rejected",
+    "ExpiredToken": "the AWS session token has expired",
+    "InvalidToken": "the AWS session token is invalid",
+    "TokenRefreshRequired": "the AWS session token has expired",
+    "PermanentRedirect": "the bucket lives in another region (set RLX_S3_REGION)",
+    "AuthorizationHeaderMalformed": "wrong region for this bucket (set RLX_S3_REGION)",
+    "PreconditionFailed": "the object changed while it was being read; run again",
+    "NoSuchKey": "the object disappeared while it was being read",
+    "403": _DENIED,
+    "404": "not found",
+}
+
+_BOTO_ERRORS = {
+    "NoCredentialsError": "no AWS credentials found (set AWS_ACCESS_KEY_ID and"
+    " AWS_SECRET_ACCESS_KEY, or RLX_S3_ANON=true for a public bucket)",
+    "PartialCredentialsError": "incomplete AWS credentials (an access key id needs its secret)",
+    "EndpointConnectionError": "cannot reach the S3 endpoint",
+    "ConnectTimeoutError": "timed out connecting to the S3 endpoint",
+    "ReadTimeoutError": "timed out reading from the S3 endpoint",
+    "ProfileNotFound": "the AWS profile named by AWS_PROFILE does not exist",
+}
+
+
+class LakeAccessError(OSError):
+    """The lake cannot be reached or read: missing bucket or folder, refused credentials, network.
+
+    The message names the URL and the reason, never a credential.
+    """
+
+
+class FileLake:
+    """A Crypto Lake on any fsspec filesystem; in practice a local folder or `s3://bucket/prefix`.
+
+    `storage_options` go to fsspec as they are (for S3 see `lake.open.s3_storage_options`). They
+    may hold secrets: only the filesystem object keeps them, and the repr shows the URL alone.
+    """
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        _refuse_credentials_in(url)
+        options = dict(storage_options or {})
+        protocol, _ = fsspec.core.split_protocol(url)
+        if protocol not in _LOCAL_PROTOCOLS:
+            # A file uploaded after the first listing must show up on the next read.
+            options.setdefault("use_listings_cache", False)
+        # One filesystem per lake; fsspec reuses instances with equal options, so this is cheap.
+        self.fs: fsspec.AbstractFileSystem
+        self.fs, root = fsspec.core.url_to_fs(url, **options)
+        self.root: str = root.rstrip("/") or root
+        if not self.root:
+            raise ValueError(f"{url}: the lake URL names no bucket or folder")
+        self.url: str = self.fs.unstrip_protocol(self.root)
+        self._root_present = False
+
+    def __repr__(self) -> str:
+        return f"FileLake({self.url!r})"
+
+    def read_day(self, table: str, exchange: str, symbol: str, day: dt.date) -> DayFiles:
+        """Every `*.parquet` under the day's `dt=` folder, in name order, normalized."""
+        folder = self._day_folder(table, exchange, symbol, day)
+        files: list[SourceFile] = []
+        tables: list[pa.Table] = []
+        for path in self._list_parquet(folder):
+            source, data = self._read_file(path)
+            tables.append(_normalize(table, data, source.uri))
+            files.append(source)
+            log.debug("read %s: %d bytes, %d rows", source.uri, source.size, tables[-1].num_rows)
+        return DayFiles(files, tables)
+
+    def _day_folder(self, table: str, exchange: str, symbol: str, day: dt.date) -> str:
+        if table not in schema.SCHEMAS:
+            raise schema.SourceSchemaError(
+                f"{self.url}: unknown table {table!r} (expected one of {schema.TABLES})"
+            )
+        for what, value in (("exchange", exchange), ("symbol", symbol)):
+            # These become path segments; a slash or dot-dot would read some other folder.
+            if not value or "/" in value or value in (".", ".."):
+                raise ValueError(f"{self.url}: invalid {what} {value!r}")
+        return f"{self.root}/{table}/exchange={exchange}/symbol={symbol}/dt={day:%Y-%m-%d}"
+
+    def _list_parquet(self, folder: str) -> list[str]:
+        with _access(self.fs.unstrip_protocol(folder)):
+            try:
+                entries = self.fs.ls(folder, detail=True)
+            except FileNotFoundError as error:
+                if _s3_error_code(error) is not None:
+                    raise  # e.g. NoSuchBucket: the store refused, the folder is not just absent
+                # A missing day is normal (a neighbouring day may not exist); a missing lake is not.
+                self._require_root()
+                return []
+        names = [
+            entry["name"]
+            for entry in entries
+            if entry.get("type") == "file" and entry["name"].endswith(".parquet")
+        ]
+        return sorted(names)
+
+    def _require_root(self) -> None:
+        """Raise if nothing is stored at the lake root: a mistyped URL must not read as no data."""
+        if self._root_present:
+            return
+        try:
+            present = bool(self.fs.ls(self.root, detail=False))
+        except FileNotFoundError as error:
+            if _s3_error_code(error) is not None:
+                raise
+            present = False
+        if not present:
+            raise LakeAccessError(
+                f"{self.url}: nothing is stored at the lake root (check RLX_LAKE_URL)"
+            )
+        self._root_present = True
+
+    def _read_file(self, path: str) -> tuple[SourceFile, bytes]:
+        uri = self.fs.unstrip_protocol(path)
+        with _access(uri), self.fs.open(path, "rb") as handle:
+            data = handle.read()
+            # s3fs captures the object's info at open and reads with If-Match on its ETag, so
+            # this ETag belongs to exactly these bytes. Local files have no details and no ETag.
+            details = getattr(handle, "details", None) or {}
+        etag = details.get("ETag") or None
+        source = SourceFile(
+            uri=uri,
+            size=len(data),
+            etag=etag.strip('"') if etag else None,
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+        return source, data
+
+
+def _normalize(table: str, data: bytes, uri: str) -> pa.Table:
+    try:
+        raw = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError) as error:
+        raise schema.SourceSchemaError(f"{uri}: not a readable Parquet file ({error})") from error
+    return schema.normalize_table(table, raw, source=uri)
+
+
+def _refuse_credentials_in(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        redacted = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        raise ValueError(
+            f"{redacted}: credentials do not belong in the lake URL; set AWS_ACCESS_KEY_ID and"
+            " AWS_SECRET_ACCESS_KEY instead"
+        )
+
+
+def _s3_error_code(error: BaseException) -> str | None:
+    """The S3 error code behind an exception (s3fs keeps the botocore error as the cause)."""
+    seen: BaseException | None = error
+    for _ in range(8):  # cause chains are short; the bound guards against cycles
+        if seen is None:
+            return None
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict):
+            code = response.get("Error", {}).get("Code")
+            if code:
+                return str(code)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _is_boto_error(error: BaseException) -> bool:
+    return type(error).__module__.split(".")[0] in ("botocore", "aiobotocore")
+
+
+def _describe(error: BaseException) -> str:
+    code = _s3_error_code(error)
+    if code is not None:
+        return _S3_ERRORS.get(code, f"S3 request refused ({code})")
+    if _is_boto_error(error):
+        return _BOTO_ERRORS.get(type(error).__name__, f"S3 client error ({type(error).__name__})")
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if isinstance(error, FileNotFoundError):
+        return "not found"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return type(error).__name__
+
+
+@contextmanager
+def _access(uri: str) -> Iterator[None]:
+    """Turn storage errors into a `LakeAccessError` naming the URL and the reason."""
+    try:
+        yield
+    except LakeAccessError:
+        raise
+    except OSError as error:
+        raise LakeAccessError(f"{uri}: {_describe(error)}") from error
+    except Exception as error:
+        if not _is_boto_error(error):
+            raise
+        raise LakeAccessError(f"{uri}: {_describe(error)}") from error

@@ -1,0 +1,65 @@
+"""`RLX_LAKE_URL` to a lake: `synthetic://`, `s3://bucket/prefix`, `file:///path`, a plain path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fsspec
+
+from rlx_assets.lake.files import FileLake
+from rlx_assets.lake.source import Lake
+from rlx_assets.settings import RlxSettings
+
+_S3_PROTOCOLS = ("s3", "s3a")
+_LOCAL_PROTOCOLS = (None, "file", "local")
+
+
+def s3_storage_options(settings: RlxSettings) -> dict[str, Any]:
+    """s3fs options from settings: endpoint, region, anonymous access, AWS credentials.
+
+    The result holds the secrets in plain text: hand it to fsspec, never log or store it.
+    """
+    options: dict[str, Any] = {
+        "anon": settings.s3_anon,
+        # Listings are not cached: a file another process writes must be seen on the next read.
+        "use_listings_cache": False,
+    }
+    client_kwargs: dict[str, Any] = {}
+    if settings.s3_endpoint_url:
+        client_kwargs["endpoint_url"] = settings.s3_endpoint_url
+    if settings.s3_region:
+        client_kwargs["region_name"] = settings.s3_region
+    if client_kwargs:
+        options["client_kwargs"] = client_kwargs
+    if not settings.s3_anon:
+        # Unset fields leave botocore's own chain (profile, instance role) to find credentials.
+        credentials = {
+            "key": settings.aws_access_key_id,
+            "secret": settings.aws_secret_access_key,
+            "token": settings.aws_session_token,
+        }
+        for option, secret in credentials.items():
+            if secret is not None:
+                options[option] = secret.get_secret_value()
+    return options
+
+
+def open_lake(settings: RlxSettings) -> Lake:
+    """The lake that `settings.lake_url` names."""
+    url = settings.lake_url.strip()
+    protocol, _ = fsspec.core.split_protocol(url)
+    protocol = protocol.lower() if protocol else None
+    if protocol == "synthetic":
+        # Imported here: the simulator is heavy and only this source needs it.
+        from rlx_assets.lake.synthetic import SyntheticLake
+
+        return SyntheticLake(scale=settings.synthetic_scale, url=settings.lake_url)
+    if protocol in _S3_PROTOCOLS:
+        return FileLake(url, s3_storage_options(settings))
+    if protocol in _LOCAL_PROTOCOLS:
+        return FileLake(url)
+    raise ValueError(
+        # The scheme only: the rest of an unknown URL could carry credentials.
+        f"RLX_LAKE_URL: unsupported scheme {protocol!r}"
+        " (expected synthetic://, s3://bucket/prefix, file:///path or a plain path)"
+    )
