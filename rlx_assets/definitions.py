@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import Definitions, in_process_executor
+from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from rlx_assets.defs.book.assets import build_book_assets
 from rlx_assets.defs.raw.assets import build_raw_assets
@@ -12,11 +12,21 @@ from rlx_assets.resources.lake import LakeResource
 from rlx_assets.resources.quality import QualityResource
 from rlx_assets.settings import RlxSettings, get_settings
 
+ALL_ASSETS_JOB = "all_assets"
+
 
 def build_definitions(settings: RlxSettings) -> Definitions:
     partitions = market_partitions(settings.start_date, settings.symbols)
     return Definitions(
         assets=[*build_raw_assets(partitions), *build_book_assets(partitions)],
+        jobs=[
+            define_asset_job(
+                ALL_ASSETS_JOB,
+                selection=AssetSelection.all(),
+                partitions_def=partitions,
+                description="Every asset of one date|symbol partition, raw to events.",
+            )
+        ],
         resources={
             "io_manager": ParquetIOManager(
                 base_url=settings.storage_url,

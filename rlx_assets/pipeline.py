@@ -1,0 +1,44 @@
+"""Running the whole graph for one partition against an instance (scripts and tests share it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from dagster import AssetCheckSeverity, DagsterInstance, ExecuteInProcessResult
+
+from rlx_assets.definitions import ALL_ASSETS_JOB, build_definitions
+from rlx_assets.partitions import partition_key
+from rlx_assets.settings import RlxSettings
+
+
+def run_partition(
+    settings: RlxSettings, instance: DagsterInstance, day: dt.date, symbol: str
+) -> ExecuteInProcessResult:
+    job = build_definitions(settings).resolve_job_def(ALL_ASSETS_JOB)
+    return job.execute_in_process(
+        partition_key=partition_key(day, symbol), instance=instance, raise_on_error=False
+    )
+
+
+def failure_reason(result: ExecuteInProcessResult) -> str:
+    """The first failed step and its error message, on one line."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data:
+            error = event.step_failure_data.error
+            # Dagster wraps the user's exception; its own message is the useful one.
+            while error is not None and error.cause is not None:
+                error = error.cause
+            message = error.message.strip().splitlines()[0] if error else "unknown error"
+            return f"step {event.step_key}: {message}"
+    return "the run did not succeed (no step failure recorded)"
+
+
+def failed_checks(result: ExecuteInProcessResult) -> list[str]:
+    lines = []
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            severity = "ERROR" if evaluation.severity == AssetCheckSeverity.ERROR else "WARN"
+            lines.append(
+                f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name} ({severity})"
+            )
+    return lines

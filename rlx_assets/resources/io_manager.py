@@ -1,0 +1,332 @@
+"""Parquet IO manager: one hive-partitioned file per partition, through fsspec (local or s3://).
+
+Layout (readable by `polars.scan_parquet(f"{base}/{asset}/**/*.parquet", hive_partitioning=True)`,
+DuckDB and `pyarrow.dataset(..., partitioning="hive")`):
+
+    <base_url>/<asset key path>/exchange=<EX>/symbol=<SYM>/dt=<YYYY-MM-DD>/part-0.parquet
+    <base_url>/<asset key path>/part-0.parquet                     (non-partitioned assets)
+
+Writes are deterministic (the same table gives the same bytes) and atomic:
+
+- local: the file is written under `<base_url>/.staging/` (same filesystem, outside every asset
+  folder) and `os.replace`d over `part-0.parquet`. The staging folder is outside the asset trees
+  because polars' `*` globs match hidden files, and a directory scan
+  (`scan_parquet("<base>/<asset>/")`) fails on any non-Parquet file in the tree; a crashed writer
+  therefore leaves nothing a reader of the asset can see.
+- object stores (s3://): the whole file is serialized in memory first and uploaded with one
+  `pipe_file` call straight to the final key. S3 makes an object visible only when its PUT (or
+  CompleteMultipartUpload, used by s3fs above 100 MiB) succeeds, so readers see the old object or
+  the new one, never a part. A temp object plus `mv` would be a copy plus a delete on S3: twice the
+  transfer and a leftover object after a crash, for no extra safety. Streaming through
+  `fs.open(..., "wb")` is avoided on purpose: fsspec's `__exit__` closes (commits) the file even
+  when the writer raised, which would publish half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import uuid
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dagster import (
+    ConfigurableIOManager,
+    InputContext,
+    MetadataValue,
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
+    OutputContext,
+    PartitionsDefinition,
+)
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.spec import AbstractFileSystem
+from fsspec.utils import get_protocol
+from pydantic import Field
+
+PART_FILE = "part-0.parquet"
+STAGING_DIR = ".staging"  # under base_url; never inside an asset folder
+DATE_DIMENSION = "date"
+SYMBOL_DIMENSION = "symbol"
+ALLOW_MISSING = "allow_missing"  # AssetIn(metadata={ALLOW_MISSING: True})
+
+# Every option that shapes the bytes is pinned, so a pyarrow upgrade that changes a default does
+# not silently change the files (and their hashes). Nothing time-dependent goes into a file.
+_WRITE_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "row_group_size": 1_000_000,
+    "version": "2.6",
+    "data_page_version": "1.0",
+    "use_dictionary": True,
+    "write_statistics": True,
+}
+
+# Path components become folder names and glob patterns: keep them plain.
+_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_S3_PROTOCOLS = {"s3", "s3a"}
+
+
+def partition_path(
+    base_url: str, asset_name: str, exchange: str, symbol: str, date: str | dt.date
+) -> str:
+    """The file of one partition: `<base_url>/<asset>/exchange=/symbol=/dt=/part-0.parquet`.
+
+    `asset_name` is the asset key path joined by "/" (e.g. "raw_trades"); `base_url` is kept as
+    given (relative path, `file://` or `s3://`).
+    """
+    return f"{base_url.rstrip('/')}/{_partition_relpath(asset_name, exchange, symbol, date)}"
+
+
+def unpartitioned_path(base_url: str, asset_name: str) -> str:
+    """The file of a non-partitioned asset: `<base_url>/<asset>/part-0.parquet`."""
+    return f"{base_url.rstrip('/')}/{asset_name}/{PART_FILE}"
+
+
+class ParquetIOManager(ConfigurableIOManager):
+    """Stores `pyarrow.Table`s (or polars DataFrames) as one Parquet file per partition.
+
+    Partitioned assets must use `MultiPartitionsDefinition({"date": ..., "symbol": ...})`.
+    `load_input` returns a `pyarrow.Table`, or None when the mapped upstream has no partition
+    (previous day on the first day) or, for inputs declared with
+    `AssetIn(metadata={"allow_missing": True})`, when the partition was never materialized.
+    """
+
+    base_url: str = Field(
+        description="Root of the asset tree: a local path (relative to the cwd), file:// or s3://."
+    )
+    exchange: str = Field(description="Exchange folder name, e.g. BINANCE.")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, moto); None means AWS."
+    )
+    s3_anon: bool = Field(default=False, description="Anonymous S3 access (public buckets).")
+    s3_region: str | None = Field(default=None, description="S3 region; None: botocore's default.")
+
+    # -- dagster hooks -------------------------------------------------------------------------
+
+    def handle_output(self, context: OutputContext, obj: pa.Table | pl.DataFrame | None) -> None:
+        """Write `obj` atomically to its partition file and record path, row_count and bytes."""
+        if obj is None:
+            # The asset chose to write nothing; leave any previous version alone.
+            context.log.debug(f"{_asset_name(context)}: output is None, nothing written")
+            return
+        table = _as_arrow_table(obj, _asset_name(context))
+        fs, root = self._filesystem()
+        relpath = self._output_relpath(context)
+        path = f"{root}/{relpath}"
+
+        if isinstance(fs, LocalFileSystem):
+            size = _publish_local(fs, root, relpath, table)
+        else:
+            size = _publish_object(fs, path, table)
+        _remove_stale_parts(fs, path)
+
+        uri = _location(fs, path)
+        context.log.debug(f"wrote {uri}: {table.num_rows} rows, {size} bytes")
+        context.add_output_metadata(
+            {
+                "path": MetadataValue.path(uri),
+                "row_count": MetadataValue.int(table.num_rows),
+                "bytes": MetadataValue.int(size),
+            }
+        )
+
+    def load_input(self, context: InputContext) -> pa.Table | None:
+        """Read the upstream partition(s), concatenated in key order; see the class docstring."""
+        asset = _asset_name(context)
+        fs, root = self._filesystem()
+        allow_missing = bool((context.definition_metadata or {}).get(ALLOW_MISSING, False))
+
+        if not context.has_asset_partitions:
+            return _read(fs, f"{root}/{asset}/{PART_FILE}", asset, None, allow_missing, context)
+
+        keys = sorted(context.asset_partition_keys)
+        if not keys:
+            # A mapping with no upstream partition (the previous day of the first day).
+            return None
+        tables: list[pa.Table] = []
+        for key in keys:
+            symbol, date = _symbol_and_date(context.asset_partitions_def, key, asset)
+            path = f"{root}/{_partition_relpath(asset, self.exchange, symbol, date)}"
+            table = _read(fs, path, asset, key, allow_missing, context)
+            if table is not None:
+                tables.append(table)
+        if not tables:
+            return None
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _filesystem(self) -> tuple[AbstractFileSystem, str]:
+        """The fsspec filesystem of `base_url` and the root path inside it (no protocol)."""
+        options: dict[str, Any] = {}
+        if get_protocol(self.base_url) in _S3_PROTOCOLS:
+            # Credentials are not passed here: s3fs/botocore read the standard AWS env vars.
+            options["anon"] = self.s3_anon
+            if self.s3_endpoint_url:
+                options["endpoint_url"] = self.s3_endpoint_url
+            if self.s3_region:
+                options["client_kwargs"] = {"region_name": self.s3_region}
+        fs, root = url_to_fs(self.base_url, **options)
+        return fs, root.rstrip("/")
+
+    def _output_relpath(self, context: OutputContext) -> str:
+        asset = _asset_name(context)
+        if not context.has_asset_partitions:
+            return f"{asset}/{PART_FILE}"
+        keys = context.asset_partition_keys
+        if len(keys) != 1:
+            raise NotImplementedError(
+                f"ParquetIOManager writes one partition per output, but asset '{asset}' produced "
+                f"{len(keys)} partitions in one run (single-run backfill). Materialize the "
+                "partitions one run each (e.g. scripts/run_pipeline.py, or a UI backfill)."
+            )
+        symbol, date = _symbol_and_date(context.asset_partitions_def, keys[0], asset)
+        return _partition_relpath(asset, self.exchange, symbol, date)
+
+
+def _asset_name(context: InputContext | OutputContext) -> str:
+    if not context.has_asset_key:
+        raise ValueError("ParquetIOManager stores asset outputs only (this one has no asset key)")
+    return "/".join(context.asset_key.path)
+
+
+def _partition_relpath(asset_name: str, exchange: str, symbol: str, date: str | dt.date) -> str:
+    day = date.isoformat() if isinstance(date, dt.date) else dt.date.fromisoformat(date).isoformat()
+    for label, value in (("exchange", exchange), ("symbol", symbol)):
+        if not _COMPONENT.match(value):
+            raise ValueError(f"{label} {value!r} cannot be a folder name (letters, digits, . _ -)")
+    return f"{asset_name}/exchange={exchange}/symbol={symbol}/dt={day}/{PART_FILE}"
+
+
+def _symbol_and_date(
+    partitions_def: PartitionsDefinition | None, key: str, asset: str
+) -> tuple[str, str]:
+    """(symbol, date) of a `date|symbol` multi-partition key."""
+    if isinstance(key, MultiPartitionKey):
+        dims = key.keys_by_dimension
+    elif isinstance(partitions_def, MultiPartitionsDefinition):
+        dims = partitions_def.get_partition_key_from_str(key).keys_by_dimension
+    else:
+        raise ValueError(
+            f"asset '{asset}': ParquetIOManager needs MultiPartitionsDefinition"
+            f"({{'{DATE_DIMENSION}': ..., '{SYMBOL_DIMENSION}': ...}}), got key {key!r}"
+        )
+    if set(dims) != {DATE_DIMENSION, SYMBOL_DIMENSION}:
+        raise ValueError(
+            f"asset '{asset}': partition dimensions must be '{DATE_DIMENSION}' and "
+            f"'{SYMBOL_DIMENSION}', got {sorted(dims)}"
+        )
+    return dims[SYMBOL_DIMENSION], dims[DATE_DIMENSION]
+
+
+def _as_arrow_table(obj: object, asset: str) -> pa.Table:
+    if isinstance(obj, pa.Table):
+        return obj
+    if isinstance(obj, pl.DataFrame):
+        return obj.to_arrow()
+    raise TypeError(
+        f"asset '{asset}': ParquetIOManager stores pyarrow.Table or polars.DataFrame, "
+        f"got {type(obj).__name__}"
+    )
+
+
+def _write_parquet(table: pa.Table, sink: Any) -> None:
+    pq.write_table(table, sink, **_WRITE_OPTIONS)
+
+
+def _publish_local(fs: AbstractFileSystem, root: str, relpath: str, table: pa.Table) -> int:
+    """Write to a staging file, fsync, `os.replace` over `root/relpath`; returns the size."""
+    path = f"{root}/{relpath}"
+    parent = path.rsplit("/", 1)[0]
+    staging_dir = f"{root}/{STAGING_DIR}"
+    fs.makedirs(parent, exist_ok=True)
+    fs.makedirs(staging_dir, exist_ok=True)
+    # The name says what it was for (useful when a crash leaves one); the uuid keeps concurrent
+    # writers apart. It ends in ".tmp" so no "*.parquet" glob over base_url matches it either.
+    tmp = f"{staging_dir}/{relpath.replace('/', '__')}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            _write_parquet(table, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows within one filesystem
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    _fsync_dir(parent)  # make the rename itself durable
+    return os.path.getsize(path)
+
+
+def _publish_object(fs: AbstractFileSystem, path: str, table: pa.Table) -> int:
+    """Serialize in memory, then one upload to the final key (atomic on object stores)."""
+    sink = pa.BufferOutputStream()
+    _write_parquet(table, sink)
+    data = sink.getvalue().to_pybytes()
+    fs.pipe_file(path, data)
+    return len(data)
+
+
+def _location(fs: AbstractFileSystem, path: str) -> str:
+    """What users copy from metadata and errors: an absolute local path, else the full URL."""
+    return path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
+
+
+def _fsync_dir(path: str) -> None:
+    if not hasattr(os, "O_DIRECTORY"):  # Windows cannot open a directory
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_parts(fs: AbstractFileSystem, path: str) -> None:
+    """Delete other `part-*.parquet` of the partition (left by another writer's layout)."""
+    parent = path.rsplit("/", 1)[0]
+    fs.invalidate_cache(parent)
+    keep = fs._strip_protocol(path)
+    for other in fs.glob(f"{parent}/part-*.parquet"):
+        if fs._strip_protocol(other) != keep:
+            fs.rm_file(other)
+
+
+def _read(
+    fs: AbstractFileSystem,
+    path: str,
+    asset: str,
+    key: str | None,
+    allow_missing: bool,
+    context: InputContext,
+) -> pa.Table | None:
+    fs.invalidate_cache(path)  # another process may have written it since we last listed
+    try:
+        f = fs.open(path, "rb")
+    except FileNotFoundError:
+        uri = _location(fs, path)
+        partition = f"partition '{key}'" if key is not None else "(not partitioned)"
+        if allow_missing:
+            context.log.info(f"{asset} {partition} not materialized ({uri}); input allows it")
+            return None
+        raise FileNotFoundError(
+            f"upstream asset '{asset}' {partition} has no data: {uri} does not exist. "
+            f"Materialize '{asset}' for that partition first."
+        ) from None
+    with f:
+        return pq.read_table(f)
+
+
+__all__ = [
+    "ALLOW_MISSING",
+    "PART_FILE",
+    "ParquetIOManager",
+    "partition_path",
+    "unpartitioned_path",
+]
