@@ -23,7 +23,6 @@ def build_definitions(settings: RlxSettings) -> Definitions:
             define_asset_job(
                 ALL_ASSETS_JOB,
                 selection=AssetSelection.all(),
-                partitions_def=partitions,
                 description="Every asset of one date|symbol partition, raw to events.",
             )
         ],

@@ -1,0 +1,164 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlx_assets.engine.book import LEVELS, BookSide, ReplayInput, message_starts, replay
+from rlx_assets_tests.engine.reference_book import ReferenceBook
+
+Message = list[tuple[bool, int, int]]  # (is_bid, price, size) rows of one exchange message
+
+
+def _input(messages: list[Message], snapshots: dict[int, tuple] | None = None) -> ReplayInput:
+    """Engine input for messages with sequence numbers 10, 20, 30, ... ."""
+    rows = [(index, *row) for index, message in enumerate(messages) for row in message]
+    sequence = np.array([10 * (index + 1) for index, *_ in rows], dtype=np.int64)
+    snapshots = snapshots or {}
+    matrices = np.zeros((4, len(snapshots), LEVELS), dtype=np.int64)
+    of_message = np.full(len(messages), -1, dtype=np.int64)
+    for row, (message, (bids, asks)) in enumerate(sorted(snapshots.items())):
+        of_message[message] = row
+        for level, (price, size) in enumerate(bids):
+            matrices[0, row, level], matrices[1, row, level] = price, size
+        for level, (price, size) in enumerate(asks):
+            matrices[2, row, level], matrices[3, row, level] = price, size
+    starts = message_starts(sequence)
+    return ReplayInput(
+        message_starts=starts,
+        sequence_numbers=sequence[starts[:-1]],
+        side_is_bid=np.array([r[1] for r in rows], dtype=bool),
+        prices=np.array([r[2] for r in rows], dtype=np.int64),
+        sizes=np.array([r[3] for r in rows], dtype=np.int64),
+        snapshot_of_message=of_message,
+        snapshot_bid_prices=matrices[0],
+        snapshot_bid_sizes=matrices[1],
+        snapshot_ask_prices=matrices[2],
+        snapshot_ask_sizes=matrices[3],
+    )
+
+
+def _top(out, message: int) -> tuple[list, list]:
+    def side(prices, sizes):
+        return [
+            (int(p), int(s)) for p, s in zip(prices[message], sizes[message], strict=True) if s > 0
+        ]
+
+    return side(out.bid_prices, out.bid_sizes), side(out.ask_prices, out.ask_sizes)
+
+
+def _empty() -> tuple[BookSide, BookSide]:
+    return BookSide.empty(), BookSide.empty()
+
+
+def test_insert_update_remove_levels() -> None:
+    messages = [
+        [(True, 100, 5), (True, 99, 3), (False, 101, 2), (False, 103, 4)],
+        [(True, 99, 7), (False, 102, 1)],  # update a bid, insert an ask between
+        [
+            (True, 100, 0),
+            (False, 105, 0),
+        ],  # remove the best bid; removing an absent level is a no-op
+    ]
+    out = replay(_input(messages), *_empty())
+    assert _top(out, 0) == ([(100, 5), (99, 3)], [(101, 2), (103, 4)])
+    assert _top(out, 1) == ([(100, 5), (99, 7)], [(101, 2), (102, 1), (103, 4)])
+    assert _top(out, 2) == ([(99, 7)], [(101, 2), (102, 1), (103, 4)])
+    assert out.bids.prices.tolist() == [99] and out.asks.prices.tolist() == [103, 102, 101]
+    assert out.repaired_levels.tolist() == [0, 0, 0]
+
+
+def test_stale_crossing_level_is_the_older_one() -> None:
+    # The ask at 101 is never removed by the feed; a later bid at 102 proves it stale.
+    messages = [[(True, 100, 5), (False, 101, 2), (False, 104, 1)], [(True, 102, 3)]]
+    out = replay(_input(messages), *_empty())
+    assert _top(out, 1) == ([(102, 3), (100, 5)], [(104, 1)])
+    assert out.repaired_levels.tolist() == [0, 1]
+
+
+def test_crossing_set_by_one_message_publishes_neither_level() -> None:
+    messages = [[(True, 100, 5), (False, 103, 2)], [(True, 102, 1), (False, 101, 1)]]
+    out = replay(_input(messages), *_empty())
+    assert _top(out, 1) == ([(100, 5)], [(103, 2)])
+    assert out.repaired_levels.tolist() == [0, 2]
+
+
+def test_resync_replaces_the_vendor_range_and_keeps_deeper_levels() -> None:
+    bids = [(True, 100 - i, 1) for i in range(25)]
+    asks = [(False, 101 + i, 1) for i in range(25)]
+    vendor_bids = [(100 - i, 2 if i == 3 else 1) for i in range(LEVELS)]  # level 3 differs
+    vendor_asks = [(101 + i, 1) for i in range(LEVELS)]
+    out = replay(_input([bids + asks], {0: (vendor_bids, vendor_asks)}), *_empty())
+    assert out.vendor_checked.tolist() == [True]
+    assert out.vendor_match.tolist() == [False]
+    assert out.resynced.tolist() == [True]
+    assert _top(out, 0) == (vendor_bids, vendor_asks)
+    assert out.bids.prices.size == 25  # the five levels beyond the vendor's 20 stay
+    assert out.mid_deviation_bps[0] == 0.0
+
+
+def test_a_matching_snapshot_changes_nothing() -> None:
+    message = [(True, 100, 5), (False, 101, 2)]
+    out = replay(_input([message], {0: ([(100, 5)], [(101, 2)])}), *_empty())
+    assert out.vendor_match.tolist() == [True] and out.resynced.tolist() == [False]
+
+
+def test_mid_deviation_is_measured_before_the_resync() -> None:
+    # Rebuilt mid 100.5, vendor mid 101.5 -> 1/101.5 * 1e4 bps.
+    message = [(True, 100, 5), (False, 101, 2)]
+    out = replay(_input([message], {0: ([(101, 5)], [(102, 2)])}), *_empty())
+    assert out.mid_deviation_bps[0] == pytest.approx(1 / 101.5 * 1e4)
+    assert _top(out, 0) == ([(101, 5)], [(102, 2)])
+
+
+def test_continues_from_a_given_state_without_touching_it() -> None:
+    bids = BookSide(np.array([98, 99]), np.array([1, 2]), np.array([5, 5]))
+    asks = BookSide(np.array([103, 102]), np.array([1, 2]), np.array([5, 5]))
+    out = replay(_input([[(True, 100, 4)]]), bids, asks)
+    assert _top(out, 0) == ([(100, 4), (99, 2), (98, 1)], [(102, 2), (103, 1)])
+    assert bids.prices.tolist() == [98, 99]
+
+
+def test_buffers_grow_past_their_first_capacity() -> None:
+    message = [(True, 1000 - i, i + 1) for i in range(500)] + [
+        (False, 2000 + i, 1) for i in range(500)
+    ]
+    out = replay(_input([message]), *_empty())
+    assert out.bids.prices.size == 500 and out.asks.prices.size == 500
+    assert _top(out, 0)[0][:2] == [(1000, 1), (999, 2)]
+
+
+rows = st.tuples(st.booleans(), st.integers(90, 110), st.integers(0, 4))
+streams = st.lists(st.lists(rows, min_size=1, max_size=8), min_size=1, max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams)
+def test_matches_the_reference_book_after_every_message(messages: list[Message]) -> None:
+    out = replay(_input(messages), *_empty())
+    reference = ReferenceBook()
+    for index, message in enumerate(messages):
+        repaired = reference.apply(message, stamp=10 * (index + 1))
+        repaired += reference.drop_crossed()
+        assert _top(out, index) == reference.top(), f"after message {index}"
+        assert out.repaired_levels[index] == repaired
+    assert not out.resynced.any()
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams, st.data())
+def test_vendor_snapshots_heal_a_lost_message(messages: list[Message], data) -> None:
+    """Drop one message from the engine's input (a gap); snapshots taken from the true book
+    afterwards bring the engine back to it."""
+    lost = data.draw(st.integers(0, len(messages) - 1))
+    truth = ReferenceBook()
+    tops = []
+    for index, message in enumerate(messages):
+        truth.apply(message, stamp=10 * (index + 1))
+        truth.drop_crossed()
+        tops.append(truth.top())
+    snapshot_at = data.draw(st.integers(lost, len(messages) - 1))
+    gapped = [message if index != lost else [] for index, message in enumerate(messages)]
+    gapped = [m if m else [(True, 1, 0)] for m in gapped]  # keep the message, empty of effect
+    out = replay(_input(gapped, {snapshot_at: tops[snapshot_at]}), *_empty())
+    assert _top(out, snapshot_at) == tops[snapshot_at]
+    assert bool(out.resynced[snapshot_at]) == (not out.vendor_match[snapshot_at])

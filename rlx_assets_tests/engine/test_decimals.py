@@ -1,0 +1,86 @@
+from decimal import Decimal
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from rlx_assets.engine.decimals import (
+    DECIMAL_TYPE,
+    decimal_digits_needed,
+    decimal_to_scaled,
+    exponent_of_step,
+    infer_step_exponent,
+    scale_floats,
+    scaled_to_decimal,
+)
+
+
+def test_a_binary_cast_keeps_float_noise_the_grid_does_not() -> None:
+    # Why the grid exists: polars' own cast turns 2683.0 into 2683.000000000000262144.
+    noisy = pl.Series([2683.0]).cast(pl.Decimal(38, 18)).to_list()[0]
+    assert noisy != Decimal("2683")
+    scaled = scale_floats(np.array([2683.0]), -2)
+    assert scaled_to_decimal(scaled.ints, scaled.digits).to_pylist() == [Decimal("2683")]
+
+
+@pytest.mark.parametrize(
+    ("values", "exponent"),
+    [
+        ([61837.63, 61837.62, 61830.0], -2),
+        ([3.78826, 0.00009, 1.25869], -5),
+        ([100.0, 2500.0, 700.0], 2),
+        ([0.1 + 0.2, 0.7], -1),  # float noise is not a finer grid
+    ],
+)
+def test_infers_the_coarsest_power_of_ten_grid(values: list[float], exponent: int) -> None:
+    assert infer_step_exponent(np.array(values)) == exponent
+
+
+def test_grid_tolerates_one_off_grid_value_in_ten_thousand() -> None:
+    values = np.full(20_000, 1.25)
+    values[7] = 1.2501
+    assert infer_step_exponent(values) == -2
+    values[8] = 1.2502
+    values[9] = 1.2503
+    assert infer_step_exponent(values) == -4
+
+
+def test_off_grid_values_are_flagged_and_kept_exactly() -> None:
+    scaled = scale_floats(np.array([3.78826, 25.426189, 0.00001]), -5)
+    assert scaled.off_grid.tolist() == [False, True, False]
+    assert scaled.digits == 6
+    assert scaled.ints.tolist() == [3_788_260, 25_426_189, 10]
+    assert scaled_to_decimal(scaled.ints, scaled.digits).to_pylist() == [
+        Decimal("3.78826"),
+        Decimal("25.426189"),
+        Decimal("0.00001"),
+    ]
+
+
+def test_decimal_round_trip_with_nulls_and_negatives() -> None:
+    ints = np.array([-1_500, 0, 123_456_789_012], dtype=np.int64)
+    valid = np.array([True, False, True])
+    array = scaled_to_decimal(ints, 3, valid)
+    assert array.type == DECIMAL_TYPE
+    assert array.to_pylist() == [Decimal("-1.5"), None, Decimal("123456789.012")]
+    assert decimal_digits_needed(array) == 3
+    assert decimal_to_scaled(array, 3).tolist() == [-1_500, 0, 123_456_789_012]
+    assert decimal_to_scaled(pa.chunked_array([array.slice(2)]), 5).tolist() == [12_345_678_901_200]
+
+
+def test_decimal_to_scaled_refuses_to_lose_digits() -> None:
+    array = scaled_to_decimal(np.array([12_345]), 4)
+    with pytest.raises(pa.ArrowInvalid):
+        decimal_to_scaled(array, 2)
+
+
+@pytest.mark.parametrize(("step", "exponent"), [("0.01", -2), ("0.00001", -5), ("1", 0), ("10", 1)])
+def test_grid_steps_from_settings(step: str, exponent: int) -> None:
+    assert exponent_of_step(step) == exponent
+
+
+@pytest.mark.parametrize("step", ["0.05", "-0.01", "2"])
+def test_grid_steps_must_be_powers_of_ten(step: str) -> None:
+    with pytest.raises(ValueError, match="power of ten"):
+        exponent_of_step(step)

@@ -1,0 +1,111 @@
+import datetime as dt
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from rlx_assets.engine.raw import clean_day, day_bounds_ns
+from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns
+
+DAY = dt.date(2024, 8, 8)
+MIDNIGHT = day_bounds_ns(DAY)[1]
+SECOND = 10**9
+
+
+def _trades(rows: list[tuple]) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [[]] * 6
+    return pa.table(dict(zip(SCHEMAS[TRADES].names, columns, strict=True)), schema=SCHEMAS[TRADES])
+
+
+def _deltas(rows: list[tuple]) -> pa.Table:
+    columns = list(zip(*rows, strict=True))
+    return pa.table(
+        dict(zip(SCHEMAS[BOOK_DELTAS].names, columns, strict=True)), schema=SCHEMAS[BOOK_DELTAS]
+    )
+
+
+def test_rows_belong_to_the_day_of_their_origin_time_whatever_dt_filed_them() -> None:
+    late = MIDNIGHT - SECOND  # stamped 23:59:59 on DAY, received after midnight
+    early = MIDNIGHT + SECOND
+    filed_today = _trades([(late - 5 * SECOND, late - 4 * SECOND, 1, 10.5, 1.0, "buy")])
+    filed_tomorrow = _trades(
+        [(late, MIDNIGHT + SECOND // 2, 2, 10.6, 0.5, "sell"), (early, early, 3, 10.7, 2.0, "buy")]
+    )
+    sources = [(DAY, filed_today), (DAY + dt.timedelta(days=1), filed_tomorrow)]
+    today = clean_day(TRADES, DAY, sources)
+    tomorrow = clean_day(TRADES, DAY + dt.timedelta(days=1), sources)
+    assert today.table["trade_id"].to_pylist() == [1, 2]
+    assert tomorrow.table["trade_id"].to_pylist() == [3]
+    assert today.rows_from_neighbour_dt == 1 and today.rows_other_days == 1
+    assert today.accounted() and tomorrow.accounted()
+    assert today.table["price"].to_pylist() == [Decimal("10.5"), Decimal("10.6")]
+
+
+def test_a_delta_message_goes_whole_to_the_day_of_its_first_row() -> None:
+    deltas = _deltas(
+        [
+            (MIDNIGHT - 1, MIDNIGHT, 7, True, 100.0, 1.0),
+            (MIDNIGHT + 1, MIDNIGHT, 7, False, 101.0, 1.0),  # same message, odd stamp
+            (MIDNIGHT + 5, MIDNIGHT + 6, 8, True, 100.0, 0.0),
+        ]
+    )
+    today = clean_day(BOOK_DELTAS, DAY, [(DAY, deltas)])
+    assert today.table["sequence_number"].to_pylist() == [7, 7]
+    assert today.rows_other_days == 1
+
+
+def test_exact_duplicates_are_dropped_and_counted() -> None:
+    row = (MIDNIGHT - 10 * SECOND, MIDNIGHT - 9 * SECOND, 5, 10.0, 1.0, "buy")
+    table = _trades([row, row, (*row[:2], 6, 10.0, 1.0, "buy")])
+    # The same row filed twice (once in each dt folder) is one trade.
+    cleaned = clean_day(TRADES, DAY, [(DAY, table), (DAY + dt.timedelta(days=1), _trades([row]))])
+    assert cleaned.table["trade_id"].to_pylist() == [5, 6]
+    assert cleaned.duplicates_dropped == 2
+    assert cleaned.accounted()
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ((None, None, 9, 10.0, 1.0, "buy"), "no_valid_time"),
+        ((MIDNIGHT - 5, MIDNIGHT - 4, 9, float("nan"), 1.0, "buy"), "null:price"),
+        ((MIDNIGHT - 5, MIDNIGHT - 4, 9, float("inf"), 1.0, "buy"), "not_finite:price"),
+        ((MIDNIGHT - 5, MIDNIGHT - 4, 9, 10.0, -1.0, "buy"), "not_positive:quantity"),
+        ((MIDNIGHT - 5, MIDNIGHT - 4, 9, 10.0, 1.0, "hold"), "side_not_buy_or_sell"),
+    ],
+)
+def test_bad_rows_are_quarantined_with_a_reason(bad: tuple, reason: str) -> None:
+    good = (MIDNIGHT - 6, MIDNIGHT - 5, 8, 10.0, 1.0, "sell")
+    cleaned = clean_day(TRADES, DAY, [(DAY, _trades([good, bad]))])
+    assert cleaned.table["trade_id"].to_pylist() == [8]
+    assert dict(cleaned.quarantined) == {reason: 1}
+    assert cleaned.quarantine.column("reason").to_pylist() == [reason]
+    assert cleaned.accounted()
+
+
+def test_missing_origin_time_falls_back_to_received_time_and_is_counted() -> None:
+    row = (None, MIDNIGHT - 3 * SECOND, 4, 10.0, 1.0, "buy")
+    cleaned = clean_day(TRADES, DAY, [(DAY, _trades([row]))])
+    assert cleaned.table.num_rows == 1 and cleaned.origin_time_invalid == 1
+
+
+def test_precision_loss_is_flagged_per_row_and_grid_from_settings_wins() -> None:
+    rows = [(MIDNIGHT - 9 + i, MIDNIGHT - 8 + i, i, 10.01, 1.0, "buy") for i in range(3)]
+    rows.append((MIDNIGHT - 1, MIDNIGHT, 3, 10.015, 1.0, "buy"))
+    cleaned = clean_day(TRADES, DAY, [(DAY, _trades(rows))], price_exponent=-2, size_exponent=-5)
+    assert cleaned.precision_loss_warnings == 1
+    assert cleaned.table["off_grid"].to_pylist() == [False, False, False, True]
+    assert cleaned.table["price"].to_pylist()[-1] == Decimal("10.015")
+    assert (cleaned.price_step_exponent, cleaned.size_step_exponent) == (-2, -5)
+
+
+def test_book_snapshots_keep_empty_levels_empty() -> None:
+    row = {name: None for name in book_level_columns()}
+    row.update(bid_0_price=99.5, bid_0_size=1.0, ask_0_price=100.5, ask_0_size=2.0)
+    row.update(origin_time=MIDNIGHT - 2, received_time=MIDNIGHT - 1, sequence_number=1)
+    half = dict(row, sequence_number=2, bid_1_price=99.0)  # a price without a size
+    table = pa.Table.from_pylist([row, half], schema=SCHEMAS[BOOK])
+    cleaned = clean_day(BOOK, DAY, [(DAY, table)])
+    assert cleaned.table.num_rows == 1
+    assert cleaned.table["bid_1_price"].to_pylist() == [None]
+    assert dict(cleaned.quarantined) == {"half_empty_level:bid_1_price": 1}
