@@ -14,7 +14,11 @@ class RlxSettings(BaseSettings):
     """Every knob of the platform. Secrets are `SecretStr` so they never print."""
 
     model_config = SettingsConfigDict(
-        env_prefix="RLX_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="RLX_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
     )
 
     lake_url: str = "synthetic://"

@@ -1,0 +1,65 @@
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from dagster import materialize
+
+from rlx_assets.definitions import build_definitions
+from rlx_assets.partitions import partition_key
+from rlx_assets.settings import RlxSettings, get_settings
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+SLICE = TESTS / "fixtures" / "binance-spot-btcusdt-slice"
+SHARED_FIXTURE = REPO.parent / "shared" / "fixtures" / "binance-spot-btcusdt"
+FIXTURE_DAYS = (dt.date(2024, 8, 8), dt.date(2024, 8, 9))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No RLX_ variable of the developer's shell leaks into a test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("RLX_"):
+            monkeypatch.delenv(name)
+    get_settings.cache_clear()
+
+
+def make_settings(storage: Path, lake: Path | str = SLICE, **overrides) -> RlxSettings:
+    """Settings for a test: no .env file, storage in a temporary folder."""
+    values = {
+        "lake_url": str(lake),
+        "storage_url": str(storage),
+        "start_date": dt.date(2024, 8, 1),
+        **overrides,
+    }
+    return RlxSettings(_env_file=None, **values)
+
+
+def materialize_day(settings: RlxSettings, day: dt.date, symbol: str = "BTC-USDT", **kwargs):
+    definitions = build_definitions(settings)
+    return materialize(
+        list(definitions.assets),
+        resources=definitions.resources,
+        partition_key=partition_key(day, symbol),
+        raise_on_error=kwargs.pop("raise_on_error", False),
+        **kwargs,
+    )
+
+
+def materializations(result) -> dict[str, dict]:
+    """Asset name -> its materialization metadata (plain values)."""
+    found = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        found[materialization.asset_key.to_user_string()] = {
+            key: value.value for key, value in materialization.metadata.items()
+        }
+    return found
+
+
+def checks(result) -> dict[str, object]:
+    return {
+        evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()
+    }

@@ -1,0 +1,65 @@
+import datetime as dt
+
+from dagster import AssetKey
+
+from rlx_assets.definitions import ALL_ASSETS_JOB, build_definitions
+from rlx_assets.partitions import day_and_symbol, partition_key
+from rlx_assets_tests.conftest import make_settings
+
+EXPECTED_GROUPS = {
+    "raw_trades": "raw",
+    "raw_book_snapshots": "raw",
+    "raw_book_deltas": "raw",
+    "reconstructed_book": "book",
+    "book_state": "book",
+    "unified_events": "book",
+}
+EXPECTED_CHECKS = {
+    ("reconstructed_book", "book_never_crossed"),
+    ("reconstructed_book", "mid_deviation_within_limit"),
+    ("reconstructed_book", "top20_matches_vendor"),
+    ("unified_events", "events_chronological"),
+}
+
+
+def test_the_module_level_definitions_load() -> None:
+    import rlx_assets
+
+    graph = rlx_assets.defs.resolve_asset_graph()
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == set(EXPECTED_GROUPS)
+
+
+def test_every_asset_has_its_group_a_description_and_the_partitions(tmp_path) -> None:
+    settings = make_settings(tmp_path, symbols=["BTC-USDT", "ETH-USDT"])
+    graph = build_definitions(settings).resolve_asset_graph()
+    for name, group in EXPECTED_GROUPS.items():
+        node = graph.get(AssetKey(name))
+        assert node.group_name == group, name
+        assert node.description and len(node.description) > 20, name
+        keys = node.partitions_def.get_partition_keys(current_time=dt.datetime(2024, 8, 10))
+        assert "2024-08-08|BTC-USDT" in keys and "2024-08-09|ETH-USDT" in keys
+
+
+def test_the_checks_are_declared_with_their_assets(tmp_path) -> None:
+    graph = build_definitions(make_settings(tmp_path)).resolve_asset_graph()
+    declared = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
+    assert declared == EXPECTED_CHECKS
+    blocking = {key.name for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
+    assert blocking == {"book_never_crossed"}
+
+
+def test_book_state_continues_from_the_previous_day(tmp_path) -> None:
+    graph = build_definitions(make_settings(tmp_path)).resolve_asset_graph()
+    assert AssetKey("book_state") in graph.get(AssetKey("book_state")).parent_keys
+    assert AssetKey("reconstructed_book") in graph.get(AssetKey("unified_events")).parent_keys
+
+
+def test_the_all_assets_job_exists(tmp_path) -> None:
+    definitions = build_definitions(make_settings(tmp_path))
+    assert definitions.resolve_job_def(ALL_ASSETS_JOB) is not None
+
+
+def test_partition_keys_read_and_write_the_same_string() -> None:
+    key = partition_key(dt.date(2024, 8, 8), "BTC-USDT")
+    assert key == "2024-08-08|BTC-USDT"
+    assert day_and_symbol(key) == (dt.date(2024, 8, 8), "BTC-USDT")
