@@ -1,9 +1,6 @@
 """ParquetIOManager: layout, metadata, determinism, atomicity, missing inputs, s3:// on moto."""
 
 import io
-import socket
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,6 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
-from moto.server import ThreadedMotoServer
 
 from rlx_assets.resources.io_manager import (
     STAGING_DIR,
@@ -38,6 +34,7 @@ from rlx_assets.resources.io_manager import (
     partition_path,
     unpartitioned_path,
 )
+from rlx_assets_tests import s3_server as s3
 
 DAY1 = "2024-08-08|BTC-USDT"
 DAY2 = "2024-08-09|BTC-USDT"
@@ -392,39 +389,18 @@ def test_crash_mid_write_keeps_previous_version(
 # -- s3:// against a real moto server on loopback ------------------------------------------------
 
 
-# Distinctive, so the tests can show it reaches neither metadata nor error messages.
-SECRET = "rlx-io-manager-secret-3c9d1f-never-shown"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+SECRET = s3.SECRET_ACCESS_KEY
+aws_env, s3_server = s3.aws_env, s3.s3_server
 
 
 @pytest.fixture
-def s3_bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    """A fresh bucket; dummy credentials, and no real AWS config can leak in."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no stall probing instance metadata
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    bucket = f"rlx-{uuid.uuid4().hex[:12]}"
+def moto_endpoint(s3_server: str, aws_env: None) -> str:
+    return s3_server
+
+
+@pytest.fixture
+def s3_bucket(moto_endpoint: str) -> str:
+    bucket = s3.unique_bucket()
     boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
     return bucket
 
