@@ -7,6 +7,7 @@ day's opening snapshot burst or its first vendor snapshot (`cold_start`).
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +16,7 @@ import pyarrow.compute as pc
 
 from rlx_assets.engine.book import LEVELS, BookSide, ReplayInput, message_starts, replay
 from rlx_assets.engine.decimals import decimal_digits_needed, decimal_to_scaled, scaled_to_decimal
+from rlx_assets.engine.quality import filled_after, per_hour, sequence_id_gaps
 from rlx_assets.lake.schema import book_level_columns
 
 FULL_REPLAY = "full_replay"
@@ -99,7 +101,10 @@ def _opening_burst(starts: np.ndarray, side_is_bid: np.ndarray) -> bool:
 
 
 def reconstruct_day(
-    deltas: pa.Table, snapshots: pa.Table, previous_state: pa.Table | None
+    deltas: pa.Table,
+    snapshots: pa.Table,
+    previous_state: pa.Table | None,
+    day: dt.date | None = None,
 ) -> Reconstruction:
     """Replay one day. `deltas`/`snapshots` are raw assets (sorted by sequence_number)."""
     if deltas.num_rows == 0:
@@ -197,7 +202,8 @@ def reconstruct_day(
         messages=int(message_sequence.size),
         messages_before_seed=first_published,
     )
-    result.stats = _replay_stats(out, published, levels)
+    times = deltas["origin_time"].to_numpy()[starts[:-1]]
+    result.stats = _replay_stats(out, published, levels, message_sequence, times, day)
     return result
 
 
@@ -226,9 +232,16 @@ def crossed_rows(bid_prices: np.ndarray, bid_sizes: np.ndarray, ask_prices, ask_
     return int((both & (bid_prices[:, 0] >= ask_prices[:, 0])).sum())
 
 
-def _replay_stats(out, published: slice, levels: dict) -> dict[str, float | int | bool | str]:
+def _replay_stats(
+    out, published: slice, levels: dict, sequence: np.ndarray, times: np.ndarray, day
+) -> dict[str, object]:
     checked = out.vendor_checked[published]
     matches = out.vendor_match[published] & checked
+    mismatched = checked & ~out.vendor_match[published]
+    resynced = out.resynced[published]
+    id_gaps = sequence_id_gaps(sequence[published])
+    id_gaps_filled = filled_after(id_gaps, np.flatnonzero(checked))
+    times = times[published]
     deviation = out.mid_deviation_bps[published]
     deviation = deviation[~np.isnan(deviation)]
     bid_prices, bid_sizes = levels["bid"]
@@ -237,8 +250,17 @@ def _replay_stats(out, published: slice, levels: dict) -> dict[str, float | int 
         "vendor_snapshots_compared": int(checked.sum()),
         "top20_matches": int(matches.sum()),
         "top20_match_share": float(matches.sum() / checked.sum()) if checked.any() else 1.0,
-        "gaps_detected": int((checked & ~out.vendor_match[published]).sum()),
-        "gaps_filled": int(out.resynced[published].sum()),
+        "gaps_detected": int(mismatched.sum() + id_gaps.size),
+        "gaps_filled": int(resynced.sum() + id_gaps_filled.sum()),
+        "sequence_id_gaps": int(id_gaps.size),
+        "gaps_detected_per_hour": per_hour(np.concatenate([times[mismatched], times[id_gaps]]), day)
+        if day
+        else [],
+        "gaps_filled_per_hour": per_hour(
+            np.concatenate([times[resynced], times[id_gaps[id_gaps_filled]]]), day
+        )
+        if day
+        else [],
         "stale_levels_repaired": int(out.repaired_levels[published].sum()),
         "mid_deviation_max_bps": float(deviation.max()) if deviation.size else 0.0,
         "mid_deviation_p99_bps": float(np.quantile(deviation, 0.99)) if deviation.size else 0.0,

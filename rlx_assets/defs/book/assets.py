@@ -83,7 +83,10 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
         previous_book_state: pa.Table | None,
     ):
         try:
-            result = reconstruct_day(raw_book_deltas, raw_book_snapshots, previous_book_state)
+            day, _ = day_and_symbol(context.partition_key)
+            result = reconstruct_day(
+                raw_book_deltas, raw_book_snapshots, previous_book_state, day=day
+            )
         except NoDeltasError as error:
             raise Failure(
                 f"{context.partition_key}: {error}. The snapshot_anchored strategy for days "
@@ -112,7 +115,11 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
                 "seed": result.seed,
                 "messages": result.messages,
                 "messages_before_seed": result.messages_before_seed,
-                **{name: value for name, value in stats.items() if not name.startswith("end_")},
+                **{
+                    name: MetadataValue.json(value) if isinstance(value, list) else value
+                    for name, value in stats.items()
+                    if not name.startswith("end_")
+                },
             },
         )
         crossed = int(stats["crossed_books_published"])
