@@ -41,10 +41,7 @@ def build_definitions(settings: RlxSettings) -> Definitions:
                 s3_anon=settings.s3_anon,
                 instrument_grids={s: list(g) for s, g in settings.instrument_grids.items()},
             ),
-            "quality": QualityResource(
-                max_mid_deviation_bps=settings.max_mid_deviation_bps,
-                min_top20_match_share=settings.min_top20_match_share,
-            ),
+            "quality": QualityResource.from_settings(settings),
         },
         # One machine: steps run in the run's process (a multiprocess step costs ~5 s of startup).
         executor=in_process_executor,

@@ -51,6 +51,11 @@ class RlxSettings(BaseSettings):
     # Check thresholds.
     max_mid_deviation_bps: float = Field(default=1.0, ge=0)
     min_top20_match_share: float = Field(default=0.999, ge=0, le=1)
+    max_clock_skew_ms: float = Field(default=5_000.0, gt=0)
+    max_origin_time_invalid_share: float = Field(default=0.001, ge=0, le=1)
+    max_precision_loss_share: float = Field(default=0.0001, ge=0, le=1)
+    min_top_of_book_agreement: float = Field(default=0.999, ge=0, le=1)
+    fidelity_alpha: float = Field(default=0.01, gt=0, lt=1)
 
     @field_validator("symbols", mode="before")
     @classmethod

@@ -14,7 +14,10 @@ EXPECTED_GROUPS = {
     "book_state": "book",
     "unified_events": "book",
 }
+RAW_CHECKS = ("origin_time_complete", "clock_skew_within_limit", "no_precision_loss")
 EXPECTED_CHECKS = {
+    *((raw, check) for raw in list(EXPECTED_GROUPS)[:3] for check in RAW_CHECKS),
+    ("reconstructed_book", "gaps_filled"),
     ("reconstructed_book", "book_never_crossed"),
     ("reconstructed_book", "mid_deviation_within_limit"),
     ("reconstructed_book", "top20_matches_vendor"),
@@ -45,7 +48,7 @@ def test_the_checks_are_declared_with_their_assets(tmp_path) -> None:
     declared = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     assert declared == EXPECTED_CHECKS
     blocking = {key.name for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
-    assert blocking == {"book_never_crossed"}
+    assert blocking == {"book_never_crossed", "gaps_filled"}
 
 
 def test_book_state_continues_from_the_previous_day(tmp_path) -> None:

@@ -44,6 +44,7 @@ class RawDay:
     price_step_exponent: int = 0
     size_step_exponent: int = 0
     precision_loss_warnings: int = 0
+    values_on_grid_checked: int = 0
 
     @property
     def rows_quarantined(self) -> int:
@@ -239,6 +240,7 @@ def _to_decimals(
         flags = scaled.off_grid.reshape(matrix.shape) & present
         off_grid |= flags.any(axis=1)
         result.precision_loss_warnings += int(flags.sum())
+        result.values_on_grid_checked += int(present.sum())
         ints = scaled.ints.reshape(matrix.shape)
         for position, name in enumerate(names):
             column = scaled_to_decimal(ints[:, position], scaled.digits, present[:, position])

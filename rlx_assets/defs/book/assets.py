@@ -64,6 +64,13 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
                 description="No published row has best bid >= best ask (blocks unified_events).",
             ),
             AssetCheckSpec(
+                check_names.GAPS_FILLED,
+                asset=RECONSTRUCTED_BOOK,
+                blocking=True,
+                description="Every detected gap was resynced or confirmed by a later vendor "
+                "snapshot (blocks unified_events).",
+            ),
+            AssetCheckSpec(
                 check_names.MID_DEVIATION_WITHIN_LIMIT,
                 asset=RECONSTRUCTED_BOOK,
                 description="Rebuilt mid vs vendor snapshot mid (before resync), max in bps.",
@@ -129,6 +136,20 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
             passed=crossed == 0,
             severity=AssetCheckSeverity.ERROR,
             metadata={"crossed_books_published": crossed, "threshold": 0},
+        )
+        detected, filled = int(stats["gaps_detected"]), int(stats["gaps_filled"])
+        yield AssetCheckResult(
+            check_name=check_names.GAPS_FILLED,
+            asset_key=RECONSTRUCTED_BOOK,
+            passed=filled == detected,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "gaps_detected": detected,
+                "gaps_filled": filled,
+                "unfilled": detected - filled,
+                "threshold_unfilled": 0,
+                "sequence_id_gaps": int(stats["sequence_id_gaps"]),
+            },
         )
         deviation = float(stats["mid_deviation_max_bps"])
         yield AssetCheckResult(

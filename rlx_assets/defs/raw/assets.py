@@ -9,13 +9,26 @@ import datetime as dt
 import hashlib
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, AssetsDefinition, MetadataValue, Output, asset
+import pyarrow.compute as pc
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetsDefinition,
+    MetadataValue,
+    Output,
+    asset,
+)
 
+from rlx_assets.defs import check_names
 from rlx_assets.defs.metadata import markdown_table
+from rlx_assets.engine.quality import clock_skew_ms, origin_time_completeness, skew_excess_ms
 from rlx_assets.engine.raw import RawDay, clean_day
 from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, TRADES
 from rlx_assets.partitions import day_and_symbol
 from rlx_assets.resources.lake import LakeResource
+from rlx_assets.resources.quality import QualityResource
 
 ONE_DAY = dt.timedelta(days=1)
 
@@ -75,8 +88,25 @@ def build_raw_asset(
         description=description,
         kinds={"parquet"},
         code_version="1",
+        check_specs=[
+            AssetCheckSpec(
+                check_names.ORIGIN_TIME_COMPLETE,
+                asset=name,
+                description="Share of rows with a null, zero, out-of-day or backwards origin_time.",
+            ),
+            AssetCheckSpec(
+                check_names.CLOCK_SKEW_WITHIN_LIMIT,
+                asset=name,
+                description="received_time - origin_time: max(|p1|, |p99|) in ms.",
+            ),
+            AssetCheckSpec(
+                check_names.NO_PRECISION_LOSS,
+                asset=name,
+                description="Share of prices and sizes off the instrument grid (kept exactly).",
+            ),
+        ],
     )
-    def _raw(context: AssetExecutionContext, lake: LakeResource) -> Output[pa.Table]:
+    def _raw(context: AssetExecutionContext, lake: LakeResource, quality: QualityResource):
         day, symbol = day_and_symbol(context.partition_key)
         source = lake.open()
         pieces: list[tuple[dt.date, pa.Table]] = []
@@ -98,9 +128,65 @@ def build_raw_asset(
             context.log.warning(
                 f"{name}: {cleaned.rows_quarantined} rows quarantined: {dict(cleaned.quarantined)}"
             )
-        return Output(cleaned.table, metadata=_metadata(cleaned, files, missing))
+        figures = _quality_figures(table_name, cleaned, day)
+        yield Output(cleaned.table, metadata={**_metadata(cleaned, files, missing), **figures})
+        yield from _checks(figures, quality)
 
     return _raw
+
+
+def _quality_figures(table_name: str, cleaned: RawDay, day: dt.date) -> dict[str, object]:
+    table = cleaned.table
+    if table_name == TRADES:
+        # A trade's place is its id: origin_time must not go backwards along the ids.
+        table = table.take(pc.sort_indices(table, sort_keys=[("trade_id", "ascending")]))
+    origin = pc.fill_null(table["origin_time"], -1).to_numpy()
+    received = pc.fill_null(table["received_time"], -1).to_numpy()
+    skew = clock_skew_ms(origin, received)
+    completeness = origin_time_completeness(origin, day)
+    checked = max(1, cleaned.values_on_grid_checked)
+    return {
+        **{f"clock_skew_{name}_ms": value for name, value in skew.items() if name != "rows"},
+        **{f"origin_time_{name}": value for name, value in completeness.items()},
+        "precision_loss_share": cleaned.precision_loss_warnings / checked,
+    }
+
+
+def _checks(figures: dict[str, object], quality: QualityResource):
+    invalid = float(figures["origin_time_invalid_share"])
+    yield AssetCheckResult(
+        check_name=check_names.ORIGIN_TIME_COMPLETE,
+        passed=invalid <= quality.max_origin_time_invalid_share,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "origin_time_invalid_share": invalid,
+            "threshold": quality.max_origin_time_invalid_share,
+            **{k: v for k, v in figures.items() if k.startswith("origin_time_")},
+        },
+    )
+    skew = {
+        k.removeprefix("clock_skew_").removesuffix("_ms"): v
+        for k, v in figures.items()
+        if k.startswith("clock_skew_")
+    }
+    excess = skew_excess_ms(skew)
+    yield AssetCheckResult(
+        check_name=check_names.CLOCK_SKEW_WITHIN_LIMIT,
+        passed=excess <= quality.max_clock_skew_ms,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "clock_skew_excess_ms": excess,
+            "threshold_ms": quality.max_clock_skew_ms,
+            **{k: v for k, v in figures.items() if k.startswith("clock_skew_") and v is not None},
+        },
+    )
+    share = float(figures["precision_loss_share"])
+    yield AssetCheckResult(
+        check_name=check_names.NO_PRECISION_LOSS,
+        passed=share <= quality.max_precision_loss_share,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"precision_loss_share": share, "threshold": quality.max_precision_loss_share},
+    )
 
 
 def build_raw_assets(partitions_def) -> list[AssetsDefinition]:
