@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from rlx_assets.defs.book.assets import build_book_assets
+from rlx_assets.defs.quality.assets import build_quality_assets
 from rlx_assets.defs.raw.assets import build_raw_assets
 from rlx_assets.partitions import market_partitions
 from rlx_assets.resources.io_manager import ParquetIOManager
@@ -18,7 +19,11 @@ ALL_ASSETS_JOB = "all_assets"
 def build_definitions(settings: RlxSettings) -> Definitions:
     partitions = market_partitions(settings.start_date, settings.symbols)
     return Definitions(
-        assets=[*build_raw_assets(partitions), *build_book_assets(partitions)],
+        assets=[
+            *build_raw_assets(partitions),
+            *build_book_assets(partitions),
+            *build_quality_assets(partitions),
+        ],
         jobs=[
             define_asset_job(
                 ALL_ASSETS_JOB,

@@ -13,6 +13,7 @@ EXPECTED_GROUPS = {
     "reconstructed_book": "book",
     "book_state": "book",
     "unified_events": "book",
+    "validation_report": "quality",
 }
 RAW_CHECKS = ("origin_time_complete", "clock_skew_within_limit", "no_precision_loss")
 EXPECTED_CHECKS = {

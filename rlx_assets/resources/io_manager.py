@@ -54,6 +54,7 @@ STAGING_DIR = ".staging"  # under base_url; never inside an asset folder
 DATE_DIMENSION = "date"
 SYMBOL_DIMENSION = "symbol"
 ALLOW_MISSING = "allow_missing"  # AssetIn(metadata={ALLOW_MISSING: True})
+COLUMNS = "columns"  # AssetIn(metadata={COLUMNS: [...]}): read only these columns
 
 # Every option that shapes the bytes is pinned, so a pyarrow upgrade that changes a default does
 # not silently change the files (and their hashes). Nothing time-dependent goes into a file.
@@ -319,12 +320,14 @@ def _read(
             f"upstream asset '{asset}' {partition} has no data: {uri} does not exist. "
             f"Materialize '{asset}' for that partition first."
         ) from None
+    columns = (context.definition_metadata or {}).get(COLUMNS)
     with f:
-        return pq.read_table(f)
+        return pq.read_table(f, columns=list(columns) if columns else None)
 
 
 __all__ = [
     "ALLOW_MISSING",
+    "COLUMNS",
     "PART_FILE",
     "ParquetIOManager",
     "partition_path",

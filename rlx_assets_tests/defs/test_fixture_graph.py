@@ -7,6 +7,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from rlx_assets.defs.quality.assets import REPORT_COLUMNS
 from rlx_assets.resources.io_manager import partition_path
 from rlx_assets_tests.conftest import (
     FIXTURE_DAYS,
@@ -24,6 +25,7 @@ ASSETS = (
     "reconstructed_book",
     "book_state",
     "unified_events",
+    "validation_report",
 )
 
 
@@ -134,3 +136,20 @@ def test_a_day_without_deltas_fails_with_a_clear_reason(tmp_path: Path) -> None:
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "no book_delta_v2 rows" in str(failure.step_failure_data.error)
+
+
+def test_validation_report_carries_the_design_columns(two_days) -> None:
+    settings, _ = two_days
+    path = partition_path(
+        settings.storage_url, "validation_report", "BINANCE", "BTC-USDT", FIXTURE_DAYS[1]
+    )
+    row = pq.read_table(path).to_pylist()[0]
+    for column in REPORT_COLUMNS:
+        assert column in row, column
+    assert row["strategy"] == "full_replay" and row["cold_start"] is False
+    assert row["crossed_books_published"] == 0 and row["top20_match_share"] == 1.0
+    # The collector's clock ran ~1.27 s behind the exchange's.
+    assert -1300 < row["clock_skew_p50_ms"] < -1250
+    assert row["precision_loss_warnings"] >= 1  # real off-grid sizes such as 25.426189
+    assert 0 < row["trade_to_book_ratio"] < 10
+    assert len(row["gaps_detected_per_hour"]) == 24
