@@ -20,6 +20,8 @@ from rlx_assets.engine.quality import filled_after, per_hour, sequence_id_gaps
 from rlx_assets.lake.schema import book_level_columns
 
 FULL_REPLAY = "full_replay"
+SNAPSHOT_ANCHORED = "snapshot_anchored"
+ORIGIN_TIME_SORT = "origin_time_sort"
 
 SEED_PREVIOUS_STATE = "previous_book_state"
 SEED_SNAPSHOT_BURST = "snapshot_burst"
@@ -49,10 +51,6 @@ class Reconstruction:
     @property
     def cold_start(self) -> bool:
         return self.seed != SEED_PREVIOUS_STATE
-
-
-class NoDeltasError(ValueError):
-    """full_replay needs book deltas; the partition has none."""
 
 
 def _level_names(side: str, kind: str) -> list[str]:
@@ -100,17 +98,158 @@ def _opening_burst(starts: np.ndarray, side_is_bid: np.ndarray) -> bool:
     return int(first.sum()) >= LEVELS and int((~first).sum()) >= LEVELS
 
 
+def choose_strategy(delta_rows: int, snapshot_rows: int) -> str:
+    """What the data offers: deltas to replay, else vendor snapshots as the clock, else time."""
+    if delta_rows:
+        return FULL_REPLAY
+    if snapshot_rows:
+        return SNAPSHOT_ANCHORED
+    return ORIGIN_TIME_SORT
+
+
 def reconstruct_day(
     deltas: pa.Table,
     snapshots: pa.Table,
     previous_state: pa.Table | None,
     day: dt.date | None = None,
 ) -> Reconstruction:
-    """Replay one day. `deltas`/`snapshots` are raw assets (sorted by sequence_number)."""
-    if deltas.num_rows == 0:
-        raise NoDeltasError("no book_delta_v2 rows in this partition: full_replay cannot run")
-    price_names = _level_names("bid", "price") + _level_names("ask", "price")
-    size_names = _level_names("bid", "size") + _level_names("ask", "size")
+    """One day's book by the strategy its data allows (raw assets, sorted by sequence_number)."""
+    strategy = choose_strategy(deltas.num_rows, snapshots.num_rows)
+    if strategy != FULL_REPLAY:
+        return _without_deltas(strategy, snapshots, day)
+    return _full_replay(deltas, snapshots, previous_state, day)
+
+
+def _without_deltas(strategy: str, snapshots: pa.Table, day: dt.date | None) -> Reconstruction:
+    """`snapshot_anchored`: the vendor snapshots are the book (crossing levels removed, counted);
+    `origin_time_sort`: no book data at all, so no book rows and an empty end state (the next day
+    starts cold rather than from a book nobody saw)."""
+    price_digits = _digits([snapshots[n] for n in _price_names()]) if snapshots.num_rows else 0
+    size_digits = _digits([snapshots[n] for n in _size_names()]) if snapshots.num_rows else 0
+    matrices = {
+        (side, kind): _matrix(
+            snapshots, _level_names(side, kind), price_digits if kind == "price" else size_digits
+        )
+        for side in ("bid", "ask")
+        for kind in ("price", "size")
+    }
+    rows = snapshots.num_rows
+    repaired = np.zeros(rows, dtype=np.int32)
+    bid_sizes, ask_sizes = matrices["bid", "size"], matrices["ask", "size"]
+    bid_prices, ask_prices = matrices["bid", "price"], matrices["ask", "price"]
+    for row in np.flatnonzero(
+        (bid_sizes[:, 0] > 0) & (ask_sizes[:, 0] > 0) & (bid_prices[:, 0] >= ask_prices[:, 0])
+    ):
+        repaired[row] = _uncross_row(
+            bid_prices[row], bid_sizes[row], ask_prices[row], ask_sizes[row]
+        )
+    levels = {"bid": (bid_prices, bid_sizes), "ask": (ask_prices, ask_sizes)}
+    book = _book_table(
+        snapshots["origin_time"].to_numpy() if rows else np.zeros(0, np.int64),
+        snapshots["received_time"].to_numpy() if rows else np.zeros(0, np.int64),
+        snapshots["sequence_number"].to_numpy() if rows else np.zeros(0, np.int64),
+        levels,
+        price_digits,
+        size_digits,
+        resynced=np.zeros(rows, dtype=bool),
+        repaired=repaired,
+        # Each row is the vendor's snapshot itself.
+        vendor_match=pa.array(np.ones(rows, dtype=bool)),
+        deviation=pa.array(np.zeros(rows)),
+    )
+    last = rows - 1
+    state = (
+        _state_table(
+            BookSide(
+                bid_prices[last][bid_sizes[last] > 0][::-1].copy(),
+                bid_sizes[last][bid_sizes[last] > 0][::-1].copy(),
+                np.full(int((bid_sizes[last] > 0).sum()), -1, dtype=np.int64),
+            ),
+            BookSide(
+                ask_prices[last][ask_sizes[last] > 0][::-1].copy(),
+                ask_sizes[last][ask_sizes[last] > 0][::-1].copy(),
+                np.full(int((ask_sizes[last] > 0).sum()), -1, dtype=np.int64),
+            ),
+            price_digits,
+            size_digits,
+        )
+        if rows
+        else STATE_SCHEMA.empty_table()
+    )
+    result = Reconstruction(book=book, state=state, strategy=strategy, seed=strategy, messages=rows)
+    result.stats = {
+        "vendor_snapshots_compared": 0,
+        "top20_matches": 0,
+        "top20_match_share": 1.0,
+        "gaps_detected": 0,
+        "gaps_filled": 0,
+        "sequence_id_gaps": 0,
+        "gaps_detected_per_hour": [0] * 24 if day else [],
+        "gaps_filled_per_hour": [0] * 24 if day else [],
+        "stale_levels_repaired": int(repaired.sum()),
+        "mid_deviation_max_bps": 0.0,
+        "mid_deviation_p99_bps": 0.0,
+        "crossed_books_published": crossed_rows(bid_prices, bid_sizes, ask_prices, ask_sizes),
+        "end_depth_bids": int((bid_sizes[last] > 0).sum()) if rows else 0,
+        "end_depth_asks": int((ask_sizes[last] > 0).sum()) if rows else 0,
+    }
+    return result
+
+
+def _uncross_row(bid_prices, bid_sizes, ask_prices, ask_sizes) -> int:
+    """Drop crossing best levels pairwise (a lone snapshot cannot tell which one is stale)."""
+    removed = 0
+    while bid_sizes[0] > 0 and ask_sizes[0] > 0 and bid_prices[0] >= ask_prices[0]:
+        for prices, sizes in ((bid_prices, bid_sizes), (ask_prices, ask_sizes)):
+            prices[:-1], sizes[:-1] = prices[1:].copy(), sizes[1:].copy()
+            prices[-1], sizes[-1] = 0, 0
+        removed += 2
+    return removed
+
+
+def _price_names() -> list[str]:
+    return _level_names("bid", "price") + _level_names("ask", "price")
+
+
+def _size_names() -> list[str]:
+    return _level_names("bid", "size") + _level_names("ask", "size")
+
+
+def _book_table(
+    origin,
+    received,
+    sequence,
+    levels,
+    price_digits,
+    size_digits,
+    resynced,
+    repaired,
+    vendor_match,
+    deviation,
+) -> pa.Table:
+    columns: dict[str, pa.Array] = {
+        "origin_time": pa.array(origin, pa.int64()),
+        "received_time": pa.array(received, pa.int64()),
+        "sequence_number": pa.array(sequence, pa.int64()),
+    }
+    for name in book_level_columns():
+        side, level, kind = name.split("_")
+        prices, sizes = levels[side]
+        present = sizes[:, int(level)] > 0
+        values = prices if kind == "price" else sizes
+        digits = price_digits if kind == "price" else size_digits
+        columns[name] = scaled_to_decimal(values[:, int(level)], digits, present)
+    columns["resynced"] = pa.array(resynced, pa.bool_())
+    columns["repaired_levels"] = pa.array(repaired, pa.int32())
+    columns["vendor_match"] = vendor_match
+    columns["mid_deviation_bps"] = deviation
+    return pa.table(columns)
+
+
+def _full_replay(
+    deltas: pa.Table, snapshots: pa.Table, previous_state: pa.Table | None, day: dt.date | None
+) -> Reconstruction:
+    price_names, size_names = _price_names(), _size_names()
     state = previous_state if previous_state is not None and previous_state.num_rows else None
     price_digits = _digits(
         [deltas["price"]]
@@ -171,29 +310,24 @@ def reconstruct_day(
 
     published = slice(first_published, None)
     first_rows = starts[:-1][published]
-    columns: dict[str, pa.Array] = {
-        "origin_time": pa.array(deltas["origin_time"].to_numpy()[first_rows]),
-        "received_time": pa.array(deltas["received_time"].to_numpy()[first_rows]),
-        "sequence_number": pa.array(message_sequence[published]),
-    }
     levels = {
         "bid": (out.bid_prices[published], out.bid_sizes[published]),
         "ask": (out.ask_prices[published], out.ask_sizes[published]),
     }
-    for name in book_level_columns():
-        side, level, kind = name.split("_")
-        prices, sizes = levels[side]
-        present = sizes[:, int(level)] > 0
-        values = prices if kind == "price" else sizes
-        digits = price_digits if kind == "price" else size_digits
-        columns[name] = scaled_to_decimal(values[:, int(level)], digits, present)
     checked = out.vendor_checked[published]
-    columns["resynced"] = pa.array(out.resynced[published])
-    columns["repaired_levels"] = pa.array(out.repaired_levels[published])
-    columns["vendor_match"] = pa.array(out.vendor_match[published], mask=~checked)
     deviation = out.mid_deviation_bps[published]
-    columns["mid_deviation_bps"] = pa.array(deviation, mask=np.isnan(deviation))
-    book = pa.table(columns)
+    book = _book_table(
+        deltas["origin_time"].to_numpy()[first_rows],
+        deltas["received_time"].to_numpy()[first_rows],
+        message_sequence[published],
+        levels,
+        price_digits,
+        size_digits,
+        resynced=out.resynced[published],
+        repaired=out.repaired_levels[published],
+        vendor_match=pa.array(out.vendor_match[published], mask=~checked),
+        deviation=pa.array(deviation, mask=np.isnan(deviation)),
+    )
 
     result = Reconstruction(
         book=book,

@@ -123,7 +123,7 @@ def test_a_crossed_book_blocks_unified_events(monkeypatch, tmp_path: Path) -> No
     assert "unified_events" not in materializations(result)
 
 
-def test_a_day_without_deltas_fails_with_a_clear_reason(tmp_path: Path) -> None:
+def test_a_day_without_deltas_is_snapshot_anchored(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     for table in ("trades", "book"):
         source = SLICE / table / "exchange=BINANCE" / "symbol=BTC-USDT"
@@ -132,24 +132,16 @@ def test_a_day_without_deltas_fails_with_a_clear_reason(tmp_path: Path) -> None:
             (target / folder.name).mkdir(parents=True)
             for file in folder.iterdir():
                 (target / folder.name / file.name).write_bytes(file.read_bytes())
-    result = materialize_day(make_settings(tmp_path / "assets", lake=lake), FIXTURE_DAYS[0])
-    assert not result.success
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "no book_delta_v2 rows" in str(failure.step_failure_data.error)
-
-
-def test_validation_report_carries_the_design_columns(two_days) -> None:
-    settings, _ = two_days
-    path = partition_path(
-        settings.storage_url, "validation_report", "BINANCE", "BTC-USDT", FIXTURE_DAYS[1]
-    )
-    row = pq.read_table(path).to_pylist()[0]
-    for column in REPORT_COLUMNS:
-        assert column in row, column
-    assert row["strategy"] == "full_replay" and row["cold_start"] is False
-    assert row["crossed_books_published"] == 0 and row["top20_match_share"] == 1.0
-    # The collector's clock ran ~1.27 s behind the exchange's.
-    assert -1300 < row["clock_skew_p50_ms"] < -1250
-    assert row["precision_loss_warnings"] >= 1  # real off-grid sizes such as 25.426189
-    assert 0 < row["trade_to_book_ratio"] < 10
-    assert len(row["gaps_detected_per_hour"]) == 24
+    settings = make_settings(tmp_path / "assets", lake=lake)
+    result = materialize_day(settings, FIXTURE_DAYS[1])
+    assert result.success
+    found = materializations(result)
+    assert found["reconstructed_book"]["strategy"] == "snapshot_anchored"
+    assert found["reconstructed_book"]["dagster/row_count"] == found["raw_book_snapshots"][
+        "dagster/row_count"
+    ]
+    events = found["unified_events"]["events_by_type"]
+    assert events["TRADE"] == found["raw_trades"]["dagster/row_count"]
+    assert events["BOOK_SNAPSHOT"] == found["raw_book_snapshots"]["dagster/row_count"]
+    assert "BOOK_DELTA" not in events
+    assert found["validation_report"]["strategy"] == "snapshot_anchored"

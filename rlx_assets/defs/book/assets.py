@@ -9,7 +9,6 @@ from dagster import (
     AssetIn,
     AssetOut,
     AssetsDefinition,
-    Failure,
     MetadataValue,
     Output,
     asset,
@@ -19,7 +18,7 @@ from dagster import (
 from rlx_assets.defs import check_names
 from rlx_assets.engine.events import chronology_violations, unified_events
 from rlx_assets.engine.raw import day_bounds_ns
-from rlx_assets.engine.reconstruct import NoDeltasError, reconstruct_day
+from rlx_assets.engine.reconstruct import reconstruct_day
 from rlx_assets.partitions import day_and_symbol, previous_day
 from rlx_assets.resources.io_manager import ALLOW_MISSING
 from rlx_assets.resources.quality import QualityResource
@@ -89,16 +88,10 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
         raw_book_snapshots: pa.Table,
         previous_book_state: pa.Table | None,
     ):
-        try:
-            day, _ = day_and_symbol(context.partition_key)
-            result = reconstruct_day(
-                raw_book_deltas, raw_book_snapshots, previous_book_state, day=day
-            )
-        except NoDeltasError as error:
-            raise Failure(
-                f"{context.partition_key}: {error}. The snapshot_anchored strategy for days "
-                "without deltas is not built yet."
-            ) from None
+        day, _ = day_and_symbol(context.partition_key)
+        result = reconstruct_day(raw_book_deltas, raw_book_snapshots, previous_book_state, day=day)
+        if result.strategy != "full_replay":
+            context.log.warning(f"no book deltas: strategy {result.strategy}")
         stats = result.stats
         if result.cold_start:
             context.log.info(f"cold start: seeded from {result.seed}")
