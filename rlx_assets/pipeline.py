@@ -12,11 +12,19 @@ from rlx_assets.settings import RlxSettings
 
 
 def run_partition(
-    settings: RlxSettings, instance: DagsterInstance, day: dt.date, symbol: str
+    settings: RlxSettings,
+    instance: DagsterInstance,
+    day: dt.date,
+    symbol: str,
+    console_log_level: str = "WARNING",
 ) -> ExecuteInProcessResult:
+    """One run of every asset for `day|symbol`; the full event log still goes to the instance."""
     job = build_definitions(settings).resolve_job_def(ALL_ASSETS_JOB)
     return job.execute_in_process(
-        partition_key=partition_key(day, symbol), instance=instance, raise_on_error=False
+        partition_key=partition_key(day, symbol),
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": console_log_level}}}},
     )
 
 
