@@ -145,3 +145,20 @@ def test_a_day_without_deltas_is_snapshot_anchored(tmp_path: Path) -> None:
     assert events["BOOK_SNAPSHOT"] == found["raw_book_snapshots"]["dagster/row_count"]
     assert "BOOK_DELTA" not in events
     assert found["validation_report"]["strategy"] == "snapshot_anchored"
+
+
+def test_validation_report_carries_the_design_columns(two_days) -> None:
+    settings, _ = two_days
+    path = partition_path(
+        settings.storage_url, "validation_report", "BINANCE", "BTC-USDT", FIXTURE_DAYS[1]
+    )
+    row = pq.read_table(path).to_pylist()[0]
+    for column in REPORT_COLUMNS:
+        assert column in row, column
+    assert row["strategy"] == "full_replay" and row["cold_start"] is False
+    assert row["crossed_books_published"] == 0 and row["top20_match_share"] == 1.0
+    # The collector's clock ran ~1.27 s behind the exchange's.
+    assert -1300 < row["clock_skew_p50_ms"] < -1250
+    assert row["precision_loss_warnings"] >= 1  # real off-grid sizes such as 25.426189
+    assert 0 < row["trade_to_book_ratio"] < 10
+    assert len(row["gaps_detected_per_hour"]) == 24
