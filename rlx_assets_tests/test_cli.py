@@ -1,5 +1,6 @@
 """What a user types: the Dagster CLI and the scripts, as subprocesses."""
 
+import csv
 import os
 import re
 import shlex
@@ -87,3 +88,19 @@ def test_the_readme_quick_start_runs_the_pipeline_on_the_embedded_default(tmp_pa
 
 def test_the_readme_names_the_test_command() -> None:
     assert "poetry run pytest" in (REPO / "README.md").read_text()
+
+
+def test_run_analysis_reports_completeness_and_strategy_per_day(tmp_path: Path) -> None:
+    environment = _environment(tmp_path, lake_url=str(SLICE))
+    output = tmp_path / "analysis.csv"
+    arguments = ["--start-date", "2024-08-07", "--end-date", "2024-08-09", "--csv", str(output)]
+    completed = _run([sys.executable, "scripts/run_analysis.py", *arguments], environment)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    rows = list(csv.DictReader(output.open()))
+    by_day = {(row["date"], row["table"]): row for row in rows}
+    assert by_day["2024-08-07", "trades"]["strategy"] == "no_data"
+    assert by_day["2024-08-08", "book_delta_v2"]["strategy"] == "full_replay"
+    # The last ~1.3 s filed under 2024-08-08 carry 2024-08-09 exchange stamps.
+    assert float(by_day["2024-08-08", "trades"]["origin_out_of_day_share"]) > 0
+    assert by_day["2024-08-09", "book_delta_v2"]["delta_messages"] == "912"
+    assert "full_replay" in completed.stdout

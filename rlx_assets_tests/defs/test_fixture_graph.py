@@ -137,9 +137,10 @@ def test_a_day_without_deltas_is_snapshot_anchored(tmp_path: Path) -> None:
     assert result.success
     found = materializations(result)
     assert found["reconstructed_book"]["strategy"] == "snapshot_anchored"
-    assert found["reconstructed_book"]["dagster/row_count"] == found["raw_book_snapshots"][
-        "dagster/row_count"
-    ]
+    assert (
+        found["reconstructed_book"]["dagster/row_count"]
+        == found["raw_book_snapshots"]["dagster/row_count"]
+    )
     events = found["unified_events"]["events_by_type"]
     assert events["TRADE"] == found["raw_trades"]["dagster/row_count"]
     assert events["BOOK_SNAPSHOT"] == found["raw_book_snapshots"]["dagster/row_count"]
