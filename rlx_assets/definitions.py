@@ -5,9 +5,10 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from rlx_assets.defs.book.assets import build_book_assets
-from rlx_assets.defs.quality.assets import build_quality_assets
+from rlx_assets.defs.quality.assets import build_fidelity_assets, build_quality_assets
 from rlx_assets.defs.raw.assets import build_raw_assets
 from rlx_assets.partitions import market_partitions
+from rlx_assets.resources.golden import GoldenResource
 from rlx_assets.resources.io_manager import ParquetIOManager
 from rlx_assets.resources.lake import LakeResource
 from rlx_assets.resources.quality import QualityResource
@@ -23,6 +24,7 @@ def build_definitions(settings: RlxSettings) -> Definitions:
             *build_raw_assets(partitions),
             *build_book_assets(partitions),
             *build_quality_assets(partitions),
+            *build_fidelity_assets(partitions),
         ],
         jobs=[
             define_asset_job(
@@ -47,6 +49,9 @@ def build_definitions(settings: RlxSettings) -> Definitions:
                 instrument_grids={s: list(g) for s, g in settings.instrument_grids.items()},
             ),
             "quality": QualityResource.from_settings(settings),
+            "golden": GoldenResource(
+                directory=settings.golden_dir, s3_endpoint_url=settings.s3_endpoint_url
+            ),
         },
         # One machine: steps run in the run's process (a multiprocess step costs ~5 s of startup).
         executor=in_process_executor,

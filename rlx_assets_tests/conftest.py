@@ -30,10 +30,11 @@ def make_settings(storage: Path, lake: Path | str = SLICE, **overrides) -> RlxSe
     """Settings for a test: no .env file, storage in a temporary folder."""
     values = {
         "lake_url": str(lake),
+        "golden_dir": str(Path(str(lake)) / "golden"),
         "storage_url": str(storage),
         "start_date": dt.date(2024, 8, 1),
-        **overrides,
     }
+    values.update(overrides)
     return RlxSettings(_env_file=None, **values)
 
 

@@ -14,6 +14,7 @@ EXPECTED_GROUPS = {
     "book_state": "book",
     "unified_events": "book",
     "validation_report": "quality",
+    "fidelity_report": "quality",
 }
 RAW_CHECKS = ("origin_time_complete", "clock_skew_within_limit", "no_precision_loss")
 EXPECTED_CHECKS = {
@@ -23,6 +24,8 @@ EXPECTED_CHECKS = {
     ("reconstructed_book", "mid_deviation_within_limit"),
     ("reconstructed_book", "top20_matches_vendor"),
     ("unified_events", "events_chronological"),
+    ("fidelity_report", "top_of_book_matches_golden"),
+    ("fidelity_report", "distributions_match_golden"),
 }
 
 

@@ -26,6 +26,7 @@ ASSETS = (
     "book_state",
     "unified_events",
     "validation_report",
+    "fidelity_report",
 )
 
 
@@ -43,7 +44,7 @@ def test_both_days_succeed_with_every_check_passing(two_days) -> None:
         assert result.success
         assert set(materializations(result)) == set(ASSETS)
         evaluations = result.get_asset_check_evaluations()
-        assert len(evaluations) == 3 * 3 + 4 + 1
+        assert len(evaluations) == 3 * 3 + 4 + 1 + 2
         assert all(evaluation.passed for evaluation in evaluations)
 
 
@@ -163,3 +164,24 @@ def test_validation_report_carries_the_design_columns(two_days) -> None:
     assert row["precision_loss_warnings"] >= 1  # real off-grid sizes such as 25.426189
     assert 0 < row["trade_to_book_ratio"] < 10
     assert len(row["gaps_detected_per_hour"]) == 24
+
+
+def test_fidelity_against_the_golden_sample(two_days) -> None:
+    _, results = two_days
+    for result in results:
+        report = materializations(result)["fidelity_report"]
+        assert report["verdict"] == "PASS"
+        assert report["top_of_book_agreement"] >= 0.999
+        assert report["book_ticker_compared"] > 100
+        assert report["best_bid_rmse"] == 0.0
+        assert "data:image/png;base64," in report["plots"]
+
+
+def test_without_a_golden_sample_the_fidelity_checks_are_skipped(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, golden_dir=str(tmp_path / "no-golden"))
+    result = materialize_day(settings, FIXTURE_DAYS[0])
+    assert result.success
+    assert materializations(result)["fidelity_report"]["verdict"] == "NO_GOLDEN_SAMPLE"
+    evaluated = set(checks(result))
+    assert "top_of_book_matches_golden" not in evaluated
+    assert "distributions_match_golden" not in evaluated

@@ -5,24 +5,37 @@ materialization metadata the instance recorded; what spans tables (clock skew ov
 origin_time completeness) is computed here from the time columns only.
 """
 
+import datetime as dt
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
     AssetKey,
+    AssetOut,
     AssetRecordsFilter,
     AssetsDefinition,
     MetadataValue,
     Output,
     asset,
+    multi_asset,
 )
 
+from rlx_assets.defs import check_names
 from rlx_assets.defs.metadata import markdown_table
+from rlx_assets.engine.fidelity import FidelityReport, FidelityThresholds, compare_day
+from rlx_assets.engine.golden import concat_samples, parse_golden
 from rlx_assets.engine.quality import validation_row
 from rlx_assets.partitions import day_and_symbol
+from rlx_assets.plots import distribution_plot_png, png_markdown, qq_plot_png
+from rlx_assets.resources.golden import GoldenResource
 from rlx_assets.resources.io_manager import COLUMNS
+from rlx_assets.resources.quality import QualityResource
 
 TIMES = ["origin_time", "received_time"]
 BOOK_FIGURES = [
@@ -59,6 +72,16 @@ REPORT_COLUMNS = [
     "trade_to_book_ratio",
     "strategy",
     "cold_start",
+]
+NO_GOLDEN_SAMPLE = "NO_GOLDEN_SAMPLE"
+FIDELITY_BOOK_COLUMNS = [
+    "origin_time",
+    "received_time",
+    "sequence_number",
+    "bid_0_price",
+    "bid_0_size",
+    "ask_0_price",
+    "ask_0_size",
 ]
 RAW_COUNTS = ["precision_loss_warnings", "duplicates_dropped", "rows_quarantined"]
 
@@ -149,3 +172,116 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
         )
 
     return [validation_report]
+
+
+def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
+    @multi_asset(
+        name="fidelity",
+        partitions_def=partitions_def,
+        group_name="quality",
+        outs={
+            "fidelity_report": AssetOut(
+                description=(
+                    "The reconstructed book and trades against the golden sample of the same "
+                    "window: top-of-book agreement with the exchange's own best bid/ask stream, "
+                    "best bid/ask RMSE, KS and Anderson-Darling tests on trade size, "
+                    "inter-arrival time and spread, and a PASS/FAIL verdict. Days without a "
+                    "golden sample say so; their checks are skipped."
+                ),
+                kinds={"parquet"},
+                code_version="1",
+            )
+        },
+        ins={
+            "reconstructed_book": AssetIn(metadata={COLUMNS: FIDELITY_BOOK_COLUMNS}),
+            "raw_trades": AssetIn(),
+        },
+        check_specs=[
+            AssetCheckSpec(
+                check_names.TOP_OF_BOOK_MATCHES_GOLDEN,
+                asset="fidelity_report",
+                description="Share of the exchange's bookTicker updates the rebuilt book equals.",
+            ),
+            AssetCheckSpec(
+                check_names.DISTRIBUTIONS_MATCH_GOLDEN,
+                asset="fidelity_report",
+                description="KS/AD p-values on trade size, inter-arrival and spread vs the golden.",
+            ),
+        ],
+        # Checks not yielded (no golden sample) are skipped, not failed.
+        can_subset=True,
+    )
+    def fidelity(
+        context: AssetExecutionContext,
+        golden: GoldenResource,
+        quality: QualityResource,
+        reconstructed_book: pa.Table,
+        raw_trades: pa.Table,
+    ):
+        day, symbol = day_and_symbol(context.partition_key)
+        # The previous day's capture covers the first seconds of this day (collectors cut files
+        # by local receive time).
+        files = [golden.read(symbol, d) for d in (day - dt.timedelta(days=1), day)]
+        if files[1] is None:
+            context.log.info(f"no golden sample at {golden.path(symbol, day)}: checks skipped")
+            yield Output(
+                FidelityReport(verdict=NO_GOLDEN_SAMPLE).table(),
+                output_name="fidelity_report",
+                metadata={"verdict": NO_GOLDEN_SAMPLE, "golden_path": golden.path(symbol, day)},
+            )
+            return
+        sample = concat_samples([parse_golden(f, golden.path(symbol, day)) for f in files if f])
+        thresholds = FidelityThresholds(
+            min_agreement=quality.min_top_of_book_agreement, alpha=quality.fidelity_alpha
+        )
+        report = compare_day(reconstructed_book, raw_trades, sample, thresholds)
+        row = report.row()
+        plots = []
+        for name, (mine, theirs) in report.samples.items():
+            if mine.size and theirs.size:
+                plots.append(f"**{name}**")
+                plots.append(png_markdown(distribution_plot_png(mine, theirs, title=name), name))
+                plots.append(png_markdown(qq_plot_png(mine, theirs, title=f"{name} Q-Q"), name))
+        yield Output(
+            report.table(),
+            output_name="fidelity_report",
+            metadata={
+                "dagster/row_count": 1,
+                **{k: v for k, v in row.items() if isinstance(v, (int, float, str, bool))},
+                "golden_path": golden.path(symbol, day),
+                "plots": MetadataValue.md("\n\n".join(plots) or "_no samples_"),
+            },
+        )
+        agreement = report.top_of_book_agreement
+        yield AssetCheckResult(
+            check_name=check_names.TOP_OF_BOOK_MATCHES_GOLDEN,
+            asset_key="fidelity_report",
+            passed=agreement is not None and agreement >= quality.min_top_of_book_agreement,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "top_of_book_agreement": agreement if agreement is not None else -1.0,
+                "threshold": quality.min_top_of_book_agreement,
+                "book_ticker_compared": report.book_ticker_compared,
+                "best_bid_rmse": report.best_bid_rmse or 0.0,
+                "best_ask_rmse": report.best_ask_rmse or 0.0,
+            },
+        )
+        p_values = {
+            name: row[name]
+            for name in ("ks_trade_size_p", "ks_inter_arrival_p", "ks_spread_p", "ad_trade_size_p")
+            if row[name] is not None
+        }
+        yield AssetCheckResult(
+            check_name=check_names.DISTRIBUTIONS_MATCH_GOLDEN,
+            asset_key="fidelity_report",
+            passed=all(p >= quality.fidelity_alpha for p in p_values.values()),
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                **p_values,
+                "alpha": quality.fidelity_alpha,
+                "verdict": report.verdict,
+                "reasons": "; ".join(report.verdict_reasons) or "none",
+            },
+        )
+
+    return [fidelity]
