@@ -119,3 +119,29 @@ def png_markdown(png: bytes, alt: str) -> str:
     """Markdown that shows the image inline: `![alt](data:image/png;base64,...)`."""
     safe_alt = alt.replace("[", "(").replace("]", ")")  # brackets would end the alt text
     return f"![{safe_alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+
+
+def timeseries_plot_png(
+    times_ns: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray, title: str
+) -> bytes:
+    """Values over the hours of the day (UTC), e.g. the mid-price deviation per vendor snapshot.
+
+    Long series are thinned to MAX_POINTS buckets keeping each bucket's maximum, so a spike is
+    never drawn away.
+    """
+    times = np.asarray(times_ns, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float64)
+    keep = np.isfinite(values)
+    times, values = times[keep], values[keep]
+    figure, axes = _figure(title)
+    if values.size == 0:
+        _no_data(axes, "values")
+        return _png(figure)
+    hours = (times % (86_400 * 10**9)) / 3.6e12
+    if values.size > MAX_POINTS:
+        buckets = np.array_split(np.arange(values.size), MAX_POINTS)
+        peaks = [bucket[np.argmax(values[bucket])] for bucket in buckets]
+        hours, values = hours[peaks], values[peaks]
+    axes.plot(hours, values, color=COLORS[0], linewidth=0.8)
+    axes.set_xlabel("hour (UTC)", fontsize=8)
+    return _png(figure)

@@ -53,3 +53,14 @@ def test_markdown_embeds_the_png_as_a_data_uri() -> None:
     prefix = "![Q-Q (trade size)](data:image/png;base64,"
     assert markdown.startswith(prefix) and markdown.endswith(")")
     assert base64.b64decode(markdown[len(prefix) : -1]) == png
+
+
+def test_timeseries_plot_keeps_spikes_and_stays_small() -> None:
+    from rlx_assets.plots import timeseries_plot_png
+
+    times = np.arange(100_000, dtype=np.int64) * 10**9 // 2
+    values = np.zeros(100_000)
+    values[54_321] = 7.5
+    png = timeseries_plot_png(times, values, "deviation")
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) < 30_000
+    assert timeseries_plot_png([], [], "empty").startswith(b"\x89PNG")

@@ -32,7 +32,12 @@ from rlx_assets.engine.fidelity import FidelityReport, FidelityThresholds, compa
 from rlx_assets.engine.golden import concat_samples, parse_golden
 from rlx_assets.engine.quality import validation_row
 from rlx_assets.partitions import day_and_symbol
-from rlx_assets.plots import distribution_plot_png, png_markdown, qq_plot_png
+from rlx_assets.plots import (
+    distribution_plot_png,
+    png_markdown,
+    qq_plot_png,
+    timeseries_plot_png,
+)
 from rlx_assets.resources.golden import GoldenResource
 from rlx_assets.resources.io_manager import COLUMNS
 from rlx_assets.resources.quality import QualityResource
@@ -121,7 +126,9 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
             "raw_trades": AssetIn(metadata={COLUMNS: [*TIMES, "trade_id"]}),
             "raw_book_snapshots": AssetIn(metadata={COLUMNS: [*TIMES, "sequence_number"]}),
             "raw_book_deltas": AssetIn(metadata={COLUMNS: [*TIMES, "sequence_number"]}),
-            "reconstructed_book": AssetIn(metadata={COLUMNS: ["sequence_number"]}),
+            "reconstructed_book": AssetIn(
+                metadata={COLUMNS: ["origin_time", "sequence_number", "mid_deviation_bps"]}
+            ),
         },
     )
     def validation_report(
@@ -155,11 +162,19 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
         )
         table = pa.Table.from_pylist([row])
         shown = [{"figure": k, "value": v} for k, v in row.items() if not isinstance(v, list)]
+        deviation_plot = timeseries_plot_png(
+            reconstructed_book["origin_time"].to_numpy(),
+            pc.fill_null(reconstructed_book["mid_deviation_bps"], np.nan).to_numpy(),
+            "mid deviation vs vendor (bps, before resync)",
+        )
         return Output(
             table,
             metadata={
                 "dagster/row_count": 1,
                 "report": markdown_table(shown, limit=len(shown)),
+                "mid_deviation_over_time": MetadataValue.md(
+                    png_markdown(deviation_plot, "mid deviation over time")
+                ),
                 # The DESIGN columns one by one (plottable in the UI); the rest is in `report`.
                 **{k: row[k] for k in REPORT_COLUMNS if row[k] is not None},
                 "gaps_per_hour": MetadataValue.json(
