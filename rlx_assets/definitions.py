@@ -5,7 +5,11 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from rlx_assets.defs.book.assets import build_book_assets
-from rlx_assets.defs.quality.assets import build_fidelity_assets, build_quality_assets
+from rlx_assets.defs.quality.assets import (
+    build_fidelity_assets,
+    build_microstructure_assets,
+    build_quality_assets,
+)
 from rlx_assets.defs.raw.assets import build_raw_assets
 from rlx_assets.partitions import market_partitions
 from rlx_assets.resources.golden import GoldenResource
@@ -25,6 +29,7 @@ def build_definitions(settings: RlxSettings) -> Definitions:
             *build_book_assets(partitions),
             *build_quality_assets(partitions),
             *build_fidelity_assets(partitions),
+            *build_microstructure_assets(partitions),
         ],
         jobs=[
             define_asset_job(

@@ -15,6 +15,7 @@ EXPECTED_GROUPS = {
     "unified_events": "book",
     "validation_report": "quality",
     "fidelity_report": "quality",
+    "microstructure_metrics": "quality",
 }
 RAW_CHECKS = ("origin_time_complete", "clock_skew_within_limit", "no_precision_loss")
 EXPECTED_CHECKS = {

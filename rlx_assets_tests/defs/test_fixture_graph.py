@@ -27,6 +27,7 @@ ASSETS = (
     "unified_events",
     "validation_report",
     "fidelity_report",
+    "microstructure_metrics",
 )
 
 
@@ -185,3 +186,17 @@ def test_without_a_golden_sample_the_fidelity_checks_are_skipped(tmp_path: Path)
     evaluated = set(checks(result))
     assert "top_of_book_matches_golden" not in evaluated
     assert "distributions_match_golden" not in evaluated
+
+
+def test_microstructure_metrics_per_minute(two_days) -> None:
+    settings, results = two_days
+    metrics = materializations(results[1])["microstructure_metrics"]
+    assert metrics["dagster/row_count"] == 2  # the slice spans 00:00:00 to 00:01:30
+    assert metrics["spread_p50"] == 0.01  # one tick, the usual BTC-USDT spread
+    assert 1 < metrics["trade_to_book_ratio"] < 10  # several trades per 100 ms depth message
+    frame = pl.read_parquet(
+        partition_path(
+            settings.storage_url, "microstructure_metrics", "BINANCE", "BTC-USDT", FIXTURE_DAYS[1]
+        )
+    )
+    assert frame["trades"].sum() == materializations(results[1])["raw_trades"]["dagster/row_count"]

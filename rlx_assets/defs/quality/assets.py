@@ -30,6 +30,7 @@ from rlx_assets.defs import check_names
 from rlx_assets.defs.metadata import markdown_table
 from rlx_assets.engine.fidelity import FidelityReport, FidelityThresholds, compare_day
 from rlx_assets.engine.golden import concat_samples, parse_golden
+from rlx_assets.engine.microstructure import microstructure_metrics
 from rlx_assets.engine.quality import validation_row
 from rlx_assets.partitions import day_and_symbol
 from rlx_assets.plots import (
@@ -300,3 +301,49 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
         )
 
     return [fidelity]
+
+
+def build_microstructure_assets(partitions_def) -> list[AssetsDefinition]:
+    @asset(
+        name="microstructure_metrics",
+        partitions_def=partitions_def,
+        group_name="quality",
+        description=(
+            "Per-minute spread, mid, order-book imbalance (level 1, top 5, top 20), depth and "
+            "levels per side, update and trade rates; update frequency by price level and the "
+            "day's trade-to-book event ratio in metadata."
+        ),
+        kinds={"parquet"},
+        code_version="1",
+        ins={
+            "reconstructed_book": AssetIn(),
+            "raw_book_deltas": AssetIn(
+                metadata={
+                    COLUMNS: [*TIMES, "sequence_number", "side_is_bid", "price"],
+                }
+            ),
+            "raw_trades": AssetIn(metadata={COLUMNS: [*TIMES, "trade_id"]}),
+        },
+    )
+    def microstructure(
+        reconstructed_book: pa.Table, raw_book_deltas: pa.Table, raw_trades: pa.Table
+    ) -> Output[pa.Table]:
+        result = microstructure_metrics(reconstructed_book, raw_book_deltas, raw_trades)
+        levels = result.update_frequency_by_level.to_pylist()
+        per_minute = result.per_minute
+        spread_plot = timeseries_plot_png(
+            per_minute["minute_start"].to_numpy(),
+            pc.fill_null(per_minute["spread_bps_mean"], np.nan).to_numpy(),
+            "spread (bps of mid), minute means",
+        )
+        return Output(
+            per_minute,
+            metadata={
+                "dagster/row_count": per_minute.num_rows,
+                **{k: v for k, v in result.summary.items() if isinstance(v, (int, float))},
+                "update_frequency_by_level": markdown_table(levels, limit=len(levels)),
+                "spread_over_time": MetadataValue.md(png_markdown(spread_plot, "spread")),
+            },
+        )
+
+    return [microstructure]
