@@ -55,7 +55,7 @@ def test_markdown_embeds_the_png_as_a_data_uri() -> None:
     assert base64.b64decode(markdown[len(prefix) : -1]) == png
 
 
-def test_timeseries_plot_keeps_spikes_and_stays_small() -> None:
+def test_timeseries_plot_of_a_long_series_stays_small() -> None:
     from rlx_assets.plots import timeseries_plot_png
 
     times = np.arange(100_000, dtype=np.int64) * 10**9 // 2

@@ -106,6 +106,12 @@ def recorded_metadata(context: AssetExecutionContext, asset_name: str) -> dict[s
     return {key: value.value for key, value in materialization.metadata.items()}
 
 
+def _timeseries(times: pa.ChunkedArray, values: pa.ChunkedArray, title: str) -> MetadataValue:
+    """A small PNG of values over the day, as markdown metadata."""
+    png = timeseries_plot_png(times.to_numpy(), pc.fill_null(values, np.nan).to_numpy(), title)
+    return MetadataValue.md(png_markdown(png, title))
+
+
 def _times(table: pa.Table, order: str) -> tuple[np.ndarray, np.ndarray]:
     table = table.take(pc.sort_indices(table, sort_keys=[(order, "ascending")]))
     return tuple(pc.fill_null(table[name], -1).to_numpy() for name in TIMES)
@@ -163,18 +169,15 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
         )
         table = pa.Table.from_pylist([row])
         shown = [{"figure": k, "value": v} for k, v in row.items() if not isinstance(v, list)]
-        deviation_plot = timeseries_plot_png(
-            reconstructed_book["origin_time"].to_numpy(),
-            pc.fill_null(reconstructed_book["mid_deviation_bps"], np.nan).to_numpy(),
-            "mid deviation vs vendor (bps, before resync)",
-        )
         return Output(
             table,
             metadata={
                 "dagster/row_count": 1,
                 "report": markdown_table(shown, limit=len(shown)),
-                "mid_deviation_over_time": MetadataValue.md(
-                    png_markdown(deviation_plot, "mid deviation over time")
+                "mid_deviation_over_time": _timeseries(
+                    reconstructed_book["origin_time"],
+                    reconstructed_book["mid_deviation_bps"],
+                    "mid deviation vs vendor (bps, before resync)",
                 ),
                 # The DESIGN columns one by one (plottable in the UI); the rest is in `report`.
                 **{k: row[k] for k in REPORT_COLUMNS if row[k] is not None},
@@ -331,18 +334,17 @@ def build_microstructure_assets(partitions_def) -> list[AssetsDefinition]:
         result = microstructure_metrics(reconstructed_book, raw_book_deltas, raw_trades)
         levels = result.update_frequency_by_level.to_pylist()
         per_minute = result.per_minute
-        spread_plot = timeseries_plot_png(
-            per_minute["minute_start"].to_numpy(),
-            pc.fill_null(per_minute["spread_bps_mean"], np.nan).to_numpy(),
-            "spread (bps of mid), minute means",
-        )
         return Output(
             per_minute,
             metadata={
                 "dagster/row_count": per_minute.num_rows,
                 **{k: v for k, v in result.summary.items() if isinstance(v, (int, float))},
                 "update_frequency_by_level": markdown_table(levels, limit=len(levels)),
-                "spread_over_time": MetadataValue.md(png_markdown(spread_plot, "spread")),
+                "spread_over_time": _timeseries(
+                    per_minute["minute_start"],
+                    per_minute["spread_bps_mean"],
+                    "spread (bps of mid), minute means",
+                ),
             },
         )
 
