@@ -145,8 +145,8 @@ def _without_deltas(strategy: str, snapshots: pa.Table, day: dt.date | None) -> 
         )
     levels = {"bid": (bid_prices, bid_sizes), "ask": (ask_prices, ask_sizes)}
     book = _book_table(
-        snapshots["origin_time"].to_numpy() if rows else np.zeros(0, np.int64),
-        snapshots["received_time"].to_numpy() if rows else np.zeros(0, np.int64),
+        snapshots["origin_time"],
+        snapshots["received_time"],
         snapshots["sequence_number"].to_numpy() if rows else np.zeros(0, np.int64),
         levels,
         price_digits,
@@ -228,8 +228,9 @@ def _book_table(
     deviation,
 ) -> pa.Table:
     columns: dict[str, pa.Array] = {
-        "origin_time": pa.array(origin, pa.int64()),
-        "received_time": pa.array(received, pa.int64()),
+        # Vendor times pass through as they are, nulls included.
+        "origin_time": origin,
+        "received_time": received,
         "sequence_number": pa.array(sequence, pa.int64()),
     }
     for name in book_level_columns():
@@ -317,8 +318,8 @@ def _full_replay(
     checked = out.vendor_checked[published]
     deviation = out.mid_deviation_bps[published]
     book = _book_table(
-        deltas["origin_time"].to_numpy()[first_rows],
-        deltas["received_time"].to_numpy()[first_rows],
+        deltas["origin_time"].take(first_rows),
+        deltas["received_time"].take(first_rows),
         message_sequence[published],
         levels,
         price_digits,
@@ -336,7 +337,8 @@ def _full_replay(
         messages=int(message_sequence.size),
         messages_before_seed=first_published,
     )
-    times = deltas["origin_time"].to_numpy()[starts[:-1]]
+    # Hours of gaps: by origin_time, received_time where the vendor left it empty.
+    times = pc.coalesce(deltas["origin_time"], deltas["received_time"], 0).to_numpy()[starts[:-1]]
     result.stats = _replay_stats(out, published, levels, message_sequence, times, day)
     return result
 

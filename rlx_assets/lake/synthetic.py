@@ -33,6 +33,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -41,6 +42,9 @@ import pyarrow.compute as pc
 from rlx_assets.lake import schema
 from rlx_assets.lake import synthetic_kernel as kernel
 from rlx_assets.lake.source import DayFiles, SourceFile
+
+if TYPE_CHECKING:
+    from rlx_assets.lake.synthetic_faults import FaultRates
 
 # Volume at scale 1.0: a busy real BTC-USDT day on Binance spot.
 MESSAGES_PER_DAY = 860_000
@@ -582,10 +586,10 @@ def _simulate(exchange: str, symbol: str, day: dt.date, scale: float) -> dict[st
     return {schema.TRADES: trades, schema.BOOK: book, schema.BOOK_DELTAS: deltas}
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=4)
 def _origin_day(exchange: str, symbol: str, day: dt.date, scale: float) -> dict[str, pa.Table]:
-    # Two days (D-1 and D; ~2.2 GB each at scale 1.0) are all that reading the three tables of a
-    # day, or days in order, needs to simulate each origin day once.
+    # A raw partition reads the dt folders D-1, D and D+1 of each of three tables, which need the
+    # origin days D-2 .. D+1: four days cached simulate each once (~2.2 GB a day at scale 1.0).
     return _simulate(exchange, symbol, day, scale)
 
 
@@ -658,13 +662,24 @@ class SyntheticLake:
 
     `scale` sets the volume: 1.0 is a busy real BTC-USDT day (about 40 million delta rows in 860
     thousand messages, 860 thousand snapshots, 2.6 million trades); it scales linearly.
+
+    `faults` switches on real-world faults at the given rates (`synthetic_faults`); without it
+    they come from the URL's query, e.g. `synthetic://?faults=gaps=0.001,duplicates=0.0005`.
     """
 
-    def __init__(self, scale: float = 0.002, url: str = "synthetic://") -> None:
+    def __init__(
+        self, scale: float = 0.002, url: str = "synthetic://", faults: FaultRates | None = None
+    ) -> None:
         if not (scale > 0 and math.isfinite(scale)):
             raise ValueError(f"synthetic://: scale must be a positive number, got {scale!r}")
         self.scale = float(scale)
         self.url = url
+        if faults is None and "?" in url:
+            # Imported here and below: synthetic_faults builds on this module.
+            from rlx_assets.lake.synthetic_faults import FaultRates
+
+            faults = FaultRates.from_url(url)
+        self.faults = faults if faults is not None and faults.any() else None
 
     def read_day(self, table: str, exchange: str, symbol: str, day: dt.date) -> DayFiles:
         """The rows of `table` a collector files under `dt=day`: those received that UTC day."""
@@ -673,6 +688,8 @@ class SyntheticLake:
             f"synthetic://{table}/exchange={exchange}/symbol={symbol}/dt={day}/part-0.parquet"
             f"?scale={self.scale!r}"
         )
+        if self.faults is not None:
+            uri += f"&faults={self.faults}"
         if table not in schema.SCHEMAS:
             raise schema.SourceSchemaError(
                 f"{uri}: unknown table {table!r} (expected one of {schema.TABLES})"
@@ -682,6 +699,8 @@ class SyntheticLake:
             _received_between(self._origin_tables(exchange, symbol, origin)[table], start)
             for origin in self._origin_days(day)
         ]
+        if self.faults is not None:
+            parts += self._copies_filed_under(table, exchange, symbol, day)
         rows = pa.concat_tables(parts)
         key = _sort_key(table)
         if not _in_receive_order(rows, key):
@@ -690,19 +709,37 @@ class SyntheticLake:
         return DayFiles(files=[file], tables=[rows])
 
     def _origin_tables(self, exchange: str, symbol: str, day: dt.date) -> dict[str, pa.Table]:
-        """The rows of one origin day. Fault injection will hook in here, before filing."""
-        return generate_origin_day(exchange, symbol, day, self.scale)
+        """The rows of one origin day, with the lake's faults injected (before filing)."""
+        if self.faults is None:
+            return generate_origin_day(exchange, symbol, day, self.scale)
+        from rlx_assets.lake.synthetic_faults import faulty_origin_day
+
+        return faulty_origin_day(exchange, symbol, day, self.scale, self.faults).tables
+
+    def _copies_filed_under(
+        self, table: str, exchange: str, symbol: str, day: dt.date
+    ) -> list[pa.Table]:
+        """Duplicate rows (a fault) filed under `day` although received across a midnight."""
+        from rlx_assets.lake.synthetic_faults import faulty_origin_day
+
+        return [
+            faulty_origin_day(exchange, symbol, origin, self.scale, self.faults).copies_filed_under(
+                table, _day_start_ns(day)
+            )
+            for origin in self._origin_days(day)
+        ]
 
     def _origin_days(self, day: dt.date) -> list[dt.date]:
         """Origin days whose rows can be received on `day`, from the bounds of the receive delay.
 
         The clean clock only runs late (by under a second), so that is the day and the one
-        before; a clock running early (faults) would bring in the next one as well.
+        before; a clock running early or copies filed across midnight (faults) bring in the next
+        one as well.
         """
         one = dt.timedelta(days=1)
         days = [day]
         if _DELAY_MAX_NS > 0:
             days.insert(0, day - one)
-        if _DELAY_MIN_NS < 0:
+        if _DELAY_MIN_NS < 0 or (self.faults is not None and self.faults.files_into_previous_dt()):
             days.append(day + one)
         return days

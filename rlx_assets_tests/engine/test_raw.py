@@ -109,3 +109,18 @@ def test_book_snapshots_keep_empty_levels_empty() -> None:
     assert cleaned.table.num_rows == 1
     assert cleaned.table["bid_1_price"].to_pylist() == [None]
     assert dict(cleaned.quarantined) == {"half_empty_level:bid_1_price": 1}
+
+
+def test_a_null_origin_time_in_deltas_passes_through_the_replay() -> None:
+    from rlx_assets.engine.reconstruct import reconstruct_day
+
+    rows = [
+        (MIDNIGHT - 9 * SECOND, MIDNIGHT - 9 * SECOND, 1, True, 100.0, 1.0),
+        (MIDNIGHT - 9 * SECOND, MIDNIGHT - 9 * SECOND, 1, False, 101.0, 1.0),
+        (None, MIDNIGHT - 8 * SECOND, 2, True, 100.5, 2.0),
+    ]
+    deltas = clean_day(BOOK_DELTAS, DAY, [(DAY, _deltas(rows))]).table
+    snapshots = clean_day(BOOK, DAY, [(DAY, SCHEMAS[BOOK].empty_table())]).table
+    book = reconstruct_day(deltas, snapshots, None, day=DAY).book
+    assert book["origin_time"].to_pylist() == [MIDNIGHT - 9 * SECOND, None]
+    assert book["bid_0_price"].to_pylist() == [Decimal("100"), Decimal("100.5")]
