@@ -30,7 +30,8 @@ def make_settings(storage: Path, lake: Path | str = SLICE, **overrides) -> RlxSe
     """Settings for a test: no .env file, storage in a temporary folder."""
     values = {
         "lake_url": str(lake),
-        "golden_dir": str(Path(str(lake)) / "golden"),
+        # A local lake keeps its golden samples beside the tables (as the fixtures do).
+        "golden_dir": str(lake / "golden") if isinstance(lake, Path) else str(storage / "golden"),
         "storage_url": str(storage),
         "start_date": dt.date(2024, 8, 1),
     }

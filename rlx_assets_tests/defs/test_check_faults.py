@@ -213,3 +213,21 @@ def test_distributions_match_golden_fires_on_different_trade_sizes(tmp_path: Pat
     check = _check(result, "fidelity_report", "distributions_match_golden")
     assert not check.passed
     assert check.metadata["ks_trade_size_p"].value < 0.01
+
+
+def test_a_faulty_synthetic_day_is_repaired_reported_and_flagged(tmp_path: Path) -> None:
+    faults = "gaps=0.02,stale_levels=0.02,duplicates=0.005,clock_skew=0.05,origin_time_nulls=0.01"
+    settings = make_settings(tmp_path, lake=f"synthetic://?faults={faults}")
+    result = materialize_day(settings, DAY)
+    assert result.success  # repaired books are published: blocking checks hold
+    assert _check(result, "reconstructed_book", "book_never_crossed").passed
+    assert _check(result, "reconstructed_book", "gaps_filled").passed
+    assert not _check(result, "raw_trades", "origin_time_complete").passed
+    assert not _check(result, "raw_book_deltas", "clock_skew_within_limit").passed
+    report = {
+        e.materialization.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }["validation_report"]
+    assert report["duplicates_dropped"].value > 0
+    assert report["gaps_detected"].value == report["gaps_filled"].value > 0
+    assert report["stale_levels_repaired"].value > 0
