@@ -117,17 +117,7 @@ class ParquetIOManager(ConfigurableIOManager):
             context.log.debug(f"{_asset_name(context)}: output is None, nothing written")
             return
         table = _as_arrow_table(obj, _asset_name(context))
-        fs, root = self._filesystem()
-        relpath = self._output_relpath(context)
-        path = f"{root}/{relpath}"
-
-        if isinstance(fs, LocalFileSystem):
-            size = _publish_local(fs, root, relpath, table)
-        else:
-            size = _publish_object(fs, path, table)
-        _remove_stale_parts(fs, path)
-
-        uri = _location(fs, path)
+        uri, size = self._publish(self._output_relpath(context), table)
         context.log.debug(f"wrote {uri}: {table.num_rows} rows, {size} bytes")
         context.add_output_metadata(
             {
@@ -136,6 +126,23 @@ class ParquetIOManager(ConfigurableIOManager):
                 "bytes": MetadataValue.int(size),
             }
         )
+
+    def write_partition(
+        self, folder: str, symbol: str, date: str | dt.date, table: pa.Table
+    ) -> tuple[str, int]:
+        """Write a table beside the assets (e.g. "quarantine/raw_trades") in the same layout,
+        atomically; returns its location and size in bytes."""
+        return self._publish(_partition_relpath(folder, self.exchange, symbol, date), table)
+
+    def _publish(self, relpath: str, table: pa.Table) -> tuple[str, int]:
+        fs, root = self._filesystem()
+        path = f"{root}/{relpath}"
+        if isinstance(fs, LocalFileSystem):
+            size = _publish_local(fs, root, relpath, table)
+        else:
+            size = _publish_object(fs, path, table)
+        _remove_stale_parts(fs, path)
+        return _location(fs, path), size
 
     def load_input(self, context: InputContext) -> pa.Table | None:
         """Read the upstream partition(s), concatenated in key order; see the class docstring."""

@@ -66,7 +66,8 @@ def test_origin_time_complete_fires_on_missing_origin_times(tmp_path: Path) -> N
             .alias("origin_time")
         ),
     )
-    check = _check(_run(tmp_path, lake), "raw_trades", "origin_time_complete")
+    result = _run(tmp_path, lake)
+    check = _check(result, "raw_trades", "origin_time_complete")
     assert not check.passed
     share = check.metadata["origin_time_invalid_share"].value
     assert share == pytest.approx(0.02, abs=0.002)
@@ -231,3 +232,23 @@ def test_a_faulty_synthetic_day_is_repaired_reported_and_flagged(tmp_path: Path)
     assert report["duplicates_dropped"].value > 0
     assert report["gaps_detected"].value == report["gaps_filled"].value > 0
     assert report["stale_levels_repaired"].value > 0
+
+
+def test_quarantined_rows_are_kept_beside_the_assets_with_their_reason(tmp_path: Path) -> None:
+    lake = _lake(
+        tmp_path,
+        "trades",
+        lambda f: f.with_columns(
+            pl.when(_every_nth(f, 500)).then(-1.0).otherwise(pl.col("quantity")).alias("quantity")
+        ),
+    )
+    result = _run(tmp_path, lake)
+    assert result.success
+    raw = {
+        e.materialization.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }["raw_trades"]
+    quarantined = pl.read_parquet(raw["quarantine_path"].value)
+    assert quarantined.height == raw["rows_quarantined"].value > 0
+    assert set(quarantined["reason"]) == {"not_positive:quantity"}
+    assert (quarantined["quantity"] == -1.0).all()  # as the vendor sent it

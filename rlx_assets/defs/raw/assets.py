@@ -18,6 +18,7 @@ from dagster import (
     AssetsDefinition,
     MetadataValue,
     Output,
+    ResourceParam,
     asset,
 )
 
@@ -27,10 +28,12 @@ from rlx_assets.engine.quality import clock_skew_ms, origin_time_completeness, s
 from rlx_assets.engine.raw import RawDay, clean_day
 from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, TRADES
 from rlx_assets.partitions import day_and_symbol
+from rlx_assets.resources.io_manager import ParquetIOManager
 from rlx_assets.resources.lake import LakeResource
 from rlx_assets.resources.quality import QualityResource
 
 ONE_DAY = dt.timedelta(days=1)
+QUARANTINE = "quarantine"  # <storage>/quarantine/<raw asset>/exchange=/symbol=/dt=/part-0.parquet
 
 RAW_ASSETS = {
     "raw_trades": (TRADES, "Trades of the day: one row per trade, aggressor side, exact decimals."),
@@ -106,7 +109,12 @@ def build_raw_asset(
             ),
         ],
     )
-    def _raw(context: AssetExecutionContext, lake: LakeResource, quality: QualityResource):
+    def _raw(
+        context: AssetExecutionContext,
+        lake: LakeResource,
+        quality: QualityResource,
+        io_manager: ResourceParam[ParquetIOManager],
+    ):
         day, symbol = day_and_symbol(context.partition_key)
         source = lake.open()
         pieces: list[tuple[dt.date, pa.Table]] = []
@@ -124,12 +132,21 @@ def build_raw_asset(
             raise RuntimeError(f"{name} {context.partition_key}: row accounting does not add up")
         if str(day) in missing:
             context.log.warning(f"{name}: no {table_name} files filed under dt={day}")
+        quarantine_path = None
         if cleaned.rows_quarantined:
+            # Kept as read (plus a reason), beside the assets: nothing the vendor sent is lost.
+            quarantine_path, _ = io_manager.write_partition(
+                f"{QUARANTINE}/{name}", symbol, day, cleaned.quarantine
+            )
             context.log.warning(
-                f"{name}: {cleaned.rows_quarantined} rows quarantined: {dict(cleaned.quarantined)}"
+                f"{name}: {cleaned.rows_quarantined} rows quarantined to {quarantine_path}: "
+                f"{dict(cleaned.quarantined)}"
             )
         figures = _quality_figures(table_name, cleaned, day)
-        yield Output(cleaned.table, metadata={**_metadata(cleaned, files, missing), **figures})
+        metadata = {**_metadata(cleaned, files, missing), **figures}
+        if quarantine_path:
+            metadata["quarantine_path"] = MetadataValue.path(quarantine_path)
+        yield Output(cleaned.table, metadata=metadata)
         yield from _checks(figures, quality)
 
     return _raw
