@@ -134,6 +134,13 @@ class ParquetIOManager(ConfigurableIOManager):
         atomically; returns its location and size in bytes."""
         return self._publish(_partition_relpath(folder, self.exchange, symbol, date), table)
 
+    def remove_partition(self, folder: str, symbol: str, date: str | dt.date) -> None:
+        """Remove what `write_partition` wrote there, if anything (a re-run found nothing)."""
+        fs, root = self._filesystem()
+        path = f"{root}/{_partition_relpath(folder, self.exchange, symbol, date)}"
+        if fs.exists(path):
+            fs.rm(path)
+
     def _publish(self, relpath: str, table: pa.Table) -> tuple[str, int]:
         fs, root = self._filesystem()
         path = f"{root}/{relpath}"

@@ -133,7 +133,9 @@ def build_raw_asset(
         if str(day) in missing:
             context.log.warning(f"{name}: no {table_name} files filed under dt={day}")
         quarantine_path = None
-        if cleaned.rows_quarantined:
+        if not cleaned.rows_quarantined:
+            io_manager.remove_partition(f"{QUARANTINE}/{name}", symbol, day)  # an earlier run's
+        else:
             # Kept as read (plus a reason), beside the assets: nothing the vendor sent is lost.
             quarantine_path, _ = io_manager.write_partition(
                 f"{QUARANTINE}/{name}", symbol, day, cleaned.quarantine
