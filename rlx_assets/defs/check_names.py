@@ -1,5 +1,9 @@
 """Every asset check's name, in one place. Names state what must hold."""
 
+import warnings
+
+from dagster import AssetCheckSpec, PreviewWarning
+
 BOOK_NEVER_CROSSED = "book_never_crossed"
 MID_DEVIATION_WITHIN_LIMIT = "mid_deviation_within_limit"
 TOP20_MATCHES_VENDOR = "top20_matches_vendor"
@@ -10,3 +14,14 @@ ORIGIN_TIME_COMPLETE = "origin_time_complete"
 NO_PRECISION_LOSS = "no_precision_loss"
 TOP_OF_BOOK_MATCHES_GOLDEN = "top_of_book_matches_golden"
 DISTRIBUTIONS_MATCH_GOLDEN = "distributions_match_golden"
+
+
+def partitioned_check(name: str, **kwargs) -> AssetCheckSpec:
+    """A check evaluated per partition, so the UI shows each day's result on its own.
+
+    Partitioned check specs are a Dagster preview feature; the warning on every load helps no
+    user, so it is silenced here, in one place.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreviewWarning)
+        return AssetCheckSpec(name, **kwargs)

@@ -315,8 +315,26 @@ def _side_buffers(side: BookSide, sign: int) -> tuple[np.ndarray, np.ndarray, np
     return keys, sizes, stamps, count
 
 
-def replay(data: ReplayInput, bids: BookSide, asks: BookSide) -> ReplayOutput:
-    """Replay every message of `data` onto the book (bids, asks); inputs are left untouched."""
+def replay(
+    data: ReplayInput, bids: BookSide, asks: BookSide, kernel: str = "auto"
+) -> ReplayOutput:
+    """Replay every message of `data` onto the book (bids, asks); inputs are left untouched.
+
+    `kernel`: "dense" (a cell per price step; fast when the day's prices span a moderate grid),
+    "sorted" (sorted arrays; any price range), or "auto" (dense when it fits). Same output.
+    """
+    if kernel in ("auto", "dense"):
+        from rlx_assets.engine.dense_book import replay_dense
+
+        out = replay_dense(data, bids, asks)
+        if out is not None:
+            return out
+        if kernel == "dense":
+            raise ValueError("the day's prices span too many grid steps for the dense kernel")
+    return _replay_sorted(data, bids, asks)
+
+
+def _replay_sorted(data: ReplayInput, bids: BookSide, asks: BookSide) -> ReplayOutput:
     messages = data.sequence_numbers.size
     out = ReplayOutput(
         bid_prices=np.zeros((messages, LEVELS), dtype=np.int64),

@@ -47,6 +47,10 @@ def test_both_days_succeed_with_every_check_passing(two_days) -> None:
         evaluations = result.get_asset_check_evaluations()
         assert len(evaluations) == 3 * 3 + 4 + 1 + 2
         assert all(evaluation.passed for evaluation in evaluations)
+        # Each day's results stand on their own in the UI.
+        assert {evaluation.partition for evaluation in evaluations} == {
+            f"{FIXTURE_DAYS[results.index(result)]}|BTC-USDT"
+        }
 
 
 def test_rebuilt_books_equal_the_vendor_snapshots(two_days) -> None:

@@ -50,6 +50,19 @@ def _empty() -> tuple[BookSide, BookSide]:
     return BookSide.empty(), BookSide.empty()
 
 
+@pytest.fixture(params=["sorted", "dense"], autouse=True)
+def kernel(request, monkeypatch):
+    """Every test runs on both kernels: they must give the same output."""
+    import rlx_assets.engine.book as book
+
+    real = book.replay
+    monkeypatch.setattr(
+        "rlx_assets_tests.engine.test_book.replay",
+        lambda data, bids, asks: real(data, bids, asks, kernel=request.param),
+    )
+    return request.param
+
+
 def test_insert_update_remove_levels() -> None:
     messages = [
         [(True, 100, 5), (True, 99, 3), (False, 101, 2), (False, 103, 4)],

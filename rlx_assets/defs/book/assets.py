@@ -4,7 +4,6 @@ import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
     AssetOut,
@@ -56,26 +55,30 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
             ),
         },
         check_specs=[
-            AssetCheckSpec(
+            check_names.partitioned_check(
                 check_names.BOOK_NEVER_CROSSED,
+                partitions_def=partitions_def,
                 asset=RECONSTRUCTED_BOOK,
                 blocking=True,
                 description="No published row has best bid >= best ask (blocks unified_events).",
             ),
-            AssetCheckSpec(
+            check_names.partitioned_check(
                 check_names.GAPS_FILLED,
+                partitions_def=partitions_def,
                 asset=RECONSTRUCTED_BOOK,
                 blocking=True,
                 description="Every detected gap was resynced or confirmed by a later vendor "
                 "snapshot (blocks unified_events).",
             ),
-            AssetCheckSpec(
+            check_names.partitioned_check(
                 check_names.MID_DEVIATION_WITHIN_LIMIT,
+                partitions_def=partitions_def,
                 asset=RECONSTRUCTED_BOOK,
                 description="Rebuilt mid vs vendor snapshot mid (before resync), max in bps.",
             ),
-            AssetCheckSpec(
+            check_names.partitioned_check(
                 check_names.TOP20_MATCHES_VENDOR,
+                partitions_def=partitions_def,
                 asset=RECONSTRUCTED_BOOK,
                 description="Share of vendor snapshots whose 20 levels the rebuilt book equalled.",
             ),
@@ -182,8 +185,9 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
         kinds={"parquet"},
         code_version="1",
         check_specs=[
-            AssetCheckSpec(
+            check_names.partitioned_check(
                 check_names.EVENTS_CHRONOLOGICAL,
+                partitions_def=partitions_def,
                 asset="unified_events",
                 description="Events in (event_timestamp, type rank, id) order, all inside the day.",
             )

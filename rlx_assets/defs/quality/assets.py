@@ -13,7 +13,6 @@ import pyarrow.compute as pc
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
     AssetKey,
@@ -216,13 +215,15 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
             "raw_trades": AssetIn(),
         },
         check_specs=[
-            AssetCheckSpec(
+            check_names.partitioned_check(
                 check_names.TOP_OF_BOOK_MATCHES_GOLDEN,
+                partitions_def=partitions_def,
                 asset="fidelity_report",
                 description="Share of the exchange's bookTicker updates the rebuilt book equals.",
             ),
-            AssetCheckSpec(
+            check_names.partitioned_check(
                 check_names.DISTRIBUTIONS_MATCH_GOLDEN,
+                partitions_def=partitions_def,
                 asset="fidelity_report",
                 description="KS/AD p-values on trade size, inter-arrival and spread vs the golden.",
             ),

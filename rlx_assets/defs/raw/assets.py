@@ -13,7 +13,6 @@ import pyarrow.compute as pc
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
     MetadataValue,
@@ -92,18 +91,21 @@ def build_raw_asset(
         kinds={"parquet"},
         code_version="1",
         check_specs=[
-            AssetCheckSpec(
+            check_names.partitioned_check(
                 check_names.ORIGIN_TIME_COMPLETE,
+                partitions_def=partitions_def,
                 asset=name,
                 description="Share of rows with a null, zero, out-of-day or backwards origin_time.",
             ),
-            AssetCheckSpec(
+            check_names.partitioned_check(
                 check_names.CLOCK_SKEW_WITHIN_LIMIT,
+                partitions_def=partitions_def,
                 asset=name,
                 description="received_time - origin_time: max(|p1|, |p99|) in ms.",
             ),
-            AssetCheckSpec(
+            check_names.partitioned_check(
                 check_names.NO_PRECISION_LOSS,
+                partitions_def=partitions_def,
                 asset=name,
                 description="Share of prices and sizes off the instrument grid (kept exactly).",
             ),
