@@ -315,9 +315,7 @@ def _side_buffers(side: BookSide, sign: int) -> tuple[np.ndarray, np.ndarray, np
     return keys, sizes, stamps, count
 
 
-def replay(
-    data: ReplayInput, bids: BookSide, asks: BookSide, kernel: str = "auto"
-) -> ReplayOutput:
+def replay(data: ReplayInput, bids: BookSide, asks: BookSide, kernel: str = "auto") -> ReplayOutput:
     """Replay every message of `data` onto the book (bids, asks); inputs are left untouched.
 
     `kernel`: "dense" (a cell per price step; fast when the day's prices span a moderate grid),

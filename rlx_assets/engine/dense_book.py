@@ -132,8 +132,10 @@ def _replay_dense(
             for level in range(LEVELS):
                 vendor = snap_bid_sizes[snapshot, level] > 0
                 if cell >= 0 and bid_count > 0:
-                    if not vendor or cell != snap_bid_cells[snapshot, level] or (
-                        bid_sizes[cell] != snap_bid_sizes[snapshot, level]
+                    if (
+                        not vendor
+                        or cell != snap_bid_cells[snapshot, level]
+                        or (bid_sizes[cell] != snap_bid_sizes[snapshot, level])
                     ):
                         bid_ok = False
                         break
@@ -146,8 +148,10 @@ def _replay_dense(
             for level in range(LEVELS):
                 vendor = snap_ask_sizes[snapshot, level] > 0
                 if cell < cells and ask_count > 0:
-                    if not vendor or cell != snap_ask_cells[snapshot, level] or (
-                        ask_sizes[cell] != snap_ask_sizes[snapshot, level]
+                    if (
+                        not vendor
+                        or cell != snap_ask_cells[snapshot, level]
+                        or (ask_sizes[cell] != snap_ask_sizes[snapshot, level])
                     ):
                         ask_ok = False
                         break
