@@ -48,11 +48,10 @@ import pyarrow.parquet as pq
 
 from rlx_assets.engine.book import LEVELS, BookSide, ReplayInput, message_starts, replay
 from rlx_assets.engine.decimals import (
-    decimal_digits_needed,
-    decimal_to_scaled,
     infer_step_exponent,
     scale_floats,
 )
+from rlx_assets.engine.reconstruct import prepare_replay
 from rlx_assets.lake.schema import BOOK, BOOK_DELTAS
 
 DAY = dt.date(2024, 8, 8)
@@ -217,56 +216,9 @@ def _write(table: pa.Table, path: Path) -> None:
 # --- engine only ----------------------------------------------------------------------------
 
 
-def _names(side: str, kind: str) -> list[str]:
-    return [f"{side}_{level}_{kind}" for level in range(LEVELS)]
-
-
-def _digits(columns: list[pa.ChunkedArray]) -> int:
-    return max((decimal_digits_needed(column) for column in columns if len(column)), default=0)
-
-
-def _levels(table: pa.Table, side: str, kind: str, digits: int) -> np.ndarray:
-    columns = [decimal_to_scaled(table[name], digits) for name in _names(side, kind)]
-    return np.stack(columns, axis=1) if table.num_rows else np.zeros((0, LEVELS), np.int64)
-
-
 def replay_input(deltas: pa.Table, snapshots: pa.Table) -> ReplayInput:
-    """The engine's input for a cold day, prepared as `reconstruct_day` prepares it."""
-    price_digits = _digits(
-        [deltas["price"]] + [snapshots[n] for s in ("bid", "ask") for n in _names(s, "price")]
-    )
-    size_digits = _digits(
-        [deltas["size"]] + [snapshots[n] for s in ("bid", "ask") for n in _names(s, "size")]
-    )
-    sequence = deltas["sequence_number"].to_numpy()
-    starts = message_starts(sequence)
-    message_sequence = sequence[starts[:-1]]
-    side_is_bid = deltas["side_is_bid"].to_numpy(zero_copy_only=False)
-
-    snapshot_sequence = snapshots["sequence_number"].to_numpy()
-    keep_last = np.ones(snapshot_sequence.size, dtype=bool)
-    keep_last[:-1] = snapshot_sequence[1:] != snapshot_sequence[:-1]
-    snapshots = snapshots.filter(pa.array(keep_last))
-    snapshot_sequence = snapshot_sequence[keep_last]
-    position = np.searchsorted(snapshot_sequence, message_sequence)
-    clipped = np.minimum(position, max(snapshot_sequence.size - 1, 0))
-    matched = (position < snapshot_sequence.size) & (snapshot_sequence[clipped] == message_sequence)
-    first = side_is_bid[starts[0] : starts[1]] if starts.size > 1 else side_is_bid[:0]
-    burst = int(first.sum()) >= LEVELS and int((~first).sum()) >= LEVELS
-    force = -1 if burst or not matched.any() else int(np.argmax(matched))
-    return ReplayInput(
-        message_starts=starts,
-        sequence_numbers=message_sequence,
-        side_is_bid=side_is_bid,
-        prices=decimal_to_scaled(deltas["price"], price_digits),
-        sizes=decimal_to_scaled(deltas["size"], size_digits),
-        snapshot_of_message=np.where(matched, position, -1).astype(np.int64),
-        snapshot_bid_prices=_levels(snapshots, "bid", "price", price_digits),
-        snapshot_bid_sizes=_levels(snapshots, "bid", "size", size_digits),
-        snapshot_ask_prices=_levels(snapshots, "ask", "price", price_digits),
-        snapshot_ask_sizes=_levels(snapshots, "ask", "size", size_digits),
-        force_resync_message=force,
-    )
+    """The engine's input for a cold day, prepared exactly as `reconstruct_day` prepares it."""
+    return prepare_replay(deltas, snapshots, None).data
 
 
 def _head(data: ReplayInput, messages: int) -> ReplayInput:

@@ -247,9 +247,26 @@ def _book_table(
     return pa.table(columns)
 
 
-def _full_replay(
-    deltas: pa.Table, snapshots: pa.Table, previous_state: pa.Table | None, day: dt.date | None
-) -> Reconstruction:
+@dataclass
+class PreparedReplay:
+    """A day's raw tables as the engine's input, with the cold-start decision taken."""
+
+    data: ReplayInput
+    bids: BookSide
+    asks: BookSide
+    price_digits: int
+    size_digits: int
+    seed: str
+    first_published: int  # messages before the seed are replayed but not published
+    message_starts: np.ndarray
+
+
+def prepare_replay(
+    deltas: pa.Table, snapshots: pa.Table, previous_state: pa.Table | None
+) -> PreparedReplay:
+    """Scaled integers at the digits every value needs, vendor snapshots aligned to messages,
+    and the seed: the previous day's state, else the opening burst, else the first vendor
+    snapshot of a message (resynced from), else an empty book."""
     price_names, size_names = _price_names(), _size_names()
     state = previous_state if previous_state is not None and previous_state.num_rows else None
     price_digits = _digits(
@@ -307,7 +324,20 @@ def _full_replay(
         snapshot_ask_sizes=_matrix(snapshots, _level_names("ask", "size"), size_digits),
         force_resync_message=force,
     )
-    out = replay(data, bids, asks)
+    return PreparedReplay(
+        data, bids, asks, price_digits, size_digits, seed, first_published, starts
+    )
+
+
+def _full_replay(
+    deltas: pa.Table, snapshots: pa.Table, previous_state: pa.Table | None, day: dt.date | None
+) -> Reconstruction:
+    prepared = prepare_replay(deltas, snapshots, previous_state)
+    data, starts = prepared.data, prepared.message_starts
+    price_digits, size_digits = prepared.price_digits, prepared.size_digits
+    seed, first_published = prepared.seed, prepared.first_published
+    message_sequence = data.sequence_numbers
+    out = replay(data, prepared.bids, prepared.asks)
 
     published = slice(first_published, None)
     first_rows = starts[:-1][published]
