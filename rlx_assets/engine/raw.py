@@ -24,6 +24,7 @@ from rlx_assets.engine.decimals import (
 from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns
 
 NS_PER_DAY = 86_400 * 10**9
+DIGITS_KEYS = {"price": b"rlx.price_digits", "size": b"rlx.size_digits"}
 
 
 def day_bounds_ns(day: dt.date) -> tuple[int, int]:
@@ -221,6 +222,7 @@ def _to_decimals(
     price_names, size_names = _price_columns(table_name)
     off_grid = np.zeros(table.num_rows, dtype=bool)
     exponents = {}
+    digits = {}
     for names, given, key in (
         (price_names, price_exponent, "price"),
         (size_names, size_exponent, "size"),
@@ -242,9 +244,14 @@ def _to_decimals(
         result.precision_loss_warnings += int(flags.sum())
         result.values_on_grid_checked += int(present.sum())
         ints = scaled.ints.reshape(matrix.shape)
+        digits[key] = scaled.digits
         for position, name in enumerate(names):
             column = scaled_to_decimal(ints[:, position], scaled.digits, present[:, position])
             table = table.set_column(table.schema.get_field_index(name), name, column)
     result.price_step_exponent = exponents["price"]
     result.size_step_exponent = exponents["size"]
-    return table.append_column("off_grid", pa.array(off_grid))
+    table = table.append_column("off_grid", pa.array(off_grid))
+    # Every value is exact at these digits: readers scale to int64 without trial casts.
+    return table.replace_schema_metadata(
+        {DIGITS_KEYS[key]: str(value).encode() for key, value in digits.items()}
+    )

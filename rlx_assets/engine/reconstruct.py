@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from rlx_assets.engine.book import LEVELS, BookSide, ReplayInput, message_starts, replay
 from rlx_assets.engine.decimals import decimal_digits_needed, decimal_to_scaled, scaled_to_decimal
 from rlx_assets.engine.quality import filled_after, per_hour, sequence_id_gaps
+from rlx_assets.engine.raw import DIGITS_KEYS
 from rlx_assets.lake.schema import book_level_columns
 
 FULL_REPLAY = "full_replay"
@@ -61,6 +62,15 @@ def _matrix(table: pa.Table, names: list[str], digits: int) -> np.ndarray:
     if table.num_rows == 0:
         return np.zeros((0, LEVELS), dtype=np.int64)
     return np.stack([decimal_to_scaled(table[name], digits) for name in names], axis=1)
+
+
+def _table_digits(table: pa.Table, kind: str, names: list[str]) -> int:
+    """Fractional digits that hold the table's prices or sizes: as the raw asset recorded them,
+    else found by trial casts (tables built elsewhere)."""
+    recorded = (table.schema.metadata or {}).get(DIGITS_KEYS[kind])
+    if recorded is not None:
+        return int(recorded)
+    return _digits([table[name] for name in names])
 
 
 def _digits(arrays: list[pa.ChunkedArray | pa.Array]) -> int:
@@ -124,8 +134,8 @@ def _without_deltas(strategy: str, snapshots: pa.Table, day: dt.date | None) -> 
     """`snapshot_anchored`: the vendor snapshots are the book (crossing levels removed, counted);
     `origin_time_sort`: no book data at all, so no book rows and an empty end state (the next day
     starts cold rather than from a book nobody saw)."""
-    price_digits = _digits([snapshots[n] for n in _price_names()]) if snapshots.num_rows else 0
-    size_digits = _digits([snapshots[n] for n in _size_names()]) if snapshots.num_rows else 0
+    price_digits = _table_digits(snapshots, "price", _price_names())
+    size_digits = _table_digits(snapshots, "size", _size_names())
     matrices = {
         (side, kind): _matrix(
             snapshots, _level_names(side, kind), price_digits if kind == "price" else size_digits
@@ -269,15 +279,15 @@ def prepare_replay(
     snapshot of a message (resynced from), else an empty book."""
     price_names, size_names = _price_names(), _size_names()
     state = previous_state if previous_state is not None and previous_state.num_rows else None
-    price_digits = _digits(
-        [deltas["price"]]
-        + [snapshots[n] for n in price_names]
-        + ([state["price"]] if state is not None else [])
+    price_digits = max(
+        _table_digits(deltas, "price", ["price"]),
+        _table_digits(snapshots, "price", price_names),
+        _digits([state["price"]]) if state is not None else 0,
     )
-    size_digits = _digits(
-        [deltas["size"]]
-        + [snapshots[n] for n in size_names]
-        + ([state["size"]] if state is not None else [])
+    size_digits = max(
+        _table_digits(deltas, "size", ["size"]),
+        _table_digits(snapshots, "size", size_names),
+        _digits([state["size"]]) if state is not None else 0,
     )
 
     sequence = deltas["sequence_number"].to_numpy()

@@ -204,3 +204,14 @@ def test_microstructure_metrics_per_minute(two_days) -> None:
         )
     )
     assert frame["trades"].sum() == materializations(results[1])["raw_trades"]["dagster/row_count"]
+
+
+def test_raw_tables_record_the_digits_their_values_need(two_days) -> None:
+    settings, _ = two_days
+    path = partition_path(
+        settings.storage_url, "raw_book_deltas", "BINANCE", "BTC-USDT", FIXTURE_DAYS[0]
+    )
+    metadata = pq.read_schema(path).metadata
+    # Prices on the 0.01 tick; sizes need 6 digits for real off-grid sizes such as 25.426189.
+    assert metadata[b"rlx.price_digits"] == b"2"
+    assert metadata[b"rlx.size_digits"] == b"6"
