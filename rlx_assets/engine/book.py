@@ -358,17 +358,45 @@ def _replay_sorted(data: ReplayInput, bids: BookSide, asks: BookSide) -> ReplayO
             data.snapshot_ask_sizes,
         )
     ]
+    starts, sequence, side_is_bid, prices, sizes, snapshot_of_message = message_arrays(data)
     result = _replay_kernel(
+        starts,
+        sequence,
+        side_is_bid,
+        prices,
+        sizes,
+        snapshot_of_message,
+        *snapshot_arrays,
+        data.force_resync_message,
+        *bid_buffers,
+        *ask_buffers,
+        *output_buffers(out),
+    )
+    bid_keys, bid_sizes, bid_stamps, bid_count, ask_keys, ask_sizes, ask_stamps, ask_count = result
+    out.bids = BookSide(
+        bid_keys[:bid_count].copy(), bid_sizes[:bid_count].copy(), bid_stamps[:bid_count].copy()
+    )
+    out.asks = BookSide(
+        -ask_keys[:ask_count], ask_sizes[:ask_count].copy(), ask_stamps[:ask_count].copy()
+    )
+    return out
+
+
+def message_arrays(data: ReplayInput) -> tuple[np.ndarray, ...]:
+    """The per-row and per-message inputs, contiguous and typed as the kernels take them."""
+    return (
         np.ascontiguousarray(data.message_starts, dtype=np.int64),
         np.ascontiguousarray(data.sequence_numbers, dtype=np.int64),
         np.ascontiguousarray(data.side_is_bid, dtype=np.bool_),
         np.ascontiguousarray(data.prices, dtype=np.int64),
         np.ascontiguousarray(data.sizes, dtype=np.int64),
         np.ascontiguousarray(data.snapshot_of_message, dtype=np.int64),
-        *snapshot_arrays,
-        data.force_resync_message,
-        *bid_buffers,
-        *ask_buffers,
+    )
+
+
+def output_buffers(out: ReplayOutput) -> tuple[np.ndarray, ...]:
+    """The buffers the kernels fill, in their argument order."""
+    return (
         out.bid_prices,
         out.bid_sizes,
         out.ask_prices,
@@ -379,14 +407,6 @@ def _replay_sorted(data: ReplayInput, bids: BookSide, asks: BookSide) -> ReplayO
         out.vendor_match,
         out.mid_deviation_bps,
     )
-    bid_keys, bid_sizes, bid_stamps, bid_count, ask_keys, ask_sizes, ask_stamps, ask_count = result
-    out.bids = BookSide(
-        bid_keys[:bid_count].copy(), bid_sizes[:bid_count].copy(), bid_stamps[:bid_count].copy()
-    )
-    out.asks = BookSide(
-        -ask_keys[:ask_count], ask_sizes[:ask_count].copy(), ask_stamps[:ask_count].copy()
-    )
-    return out
 
 
 def message_starts(sequence_numbers: np.ndarray) -> np.ndarray:

@@ -257,7 +257,7 @@ def price_grid(
 
 def replay_dense(data, bids, asks):
     """`book.replay` on a dense grid; None when the day's prices span too many grid steps."""
-    from rlx_assets.engine.book import BookSide, ReplayOutput
+    from rlx_assets.engine.book import BookSide, ReplayOutput, message_arrays, output_buffers
 
     snapshot_prices = [
         np.asarray(data.snapshot_bid_prices)[np.asarray(data.snapshot_bid_sizes) > 0],
@@ -305,25 +305,18 @@ def replay_dense(data, bids, asks):
     ]
     snapshots[0] = np.where(snapshots[1] > 0, to_cells(snapshots[0]), 0)
     snapshots[2] = np.where(snapshots[3] > 0, to_cells(snapshots[2]), 0)
+    starts, sequence, side_is_bid, prices, sizes, snapshot_of_message = message_arrays(data)
     _replay_dense(
-        np.ascontiguousarray(data.message_starts, dtype=np.int64),
-        np.ascontiguousarray(data.sequence_numbers, dtype=np.int64),
-        np.ascontiguousarray(data.side_is_bid, dtype=np.bool_),
-        to_cells(data.prices),
-        np.ascontiguousarray(data.sizes, dtype=np.int64),
-        np.ascontiguousarray(data.snapshot_of_message, dtype=np.int64),
+        starts,
+        sequence,
+        side_is_bid,
+        to_cells(prices),
+        sizes,
+        snapshot_of_message,
         *snapshots,
         data.force_resync_message,
         *side_arrays,
-        out.bid_prices,
-        out.bid_sizes,
-        out.ask_prices,
-        out.ask_sizes,
-        out.resynced,
-        out.repaired_levels,
-        out.vendor_checked,
-        out.vendor_match,
-        out.mid_deviation_bps,
+        *output_buffers(out),
     )
     # Cells back to prices; empty levels stay 0 as in the sorted kernel.
     out.bid_prices = np.where(out.bid_sizes > 0, base + out.bid_prices * step, 0)
