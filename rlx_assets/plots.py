@@ -12,10 +12,12 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FIGSIZE = (4.0, 3.0)  # inches
 DPI = 72
@@ -29,6 +31,10 @@ def _finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 def _figure(title: str) -> tuple[Figure, object]:
+    # Imported on first use: matplotlib costs seconds at start-up, paid by every Dagster load.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=FIGSIZE, dpi=DPI)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()

@@ -49,7 +49,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy import stats
 
 from rlx_assets.engine.golden import GoldenSample
 
@@ -217,10 +216,15 @@ def _p_value(test, a: np.ndarray, b: np.ndarray, min_samples: int) -> float | No
 
 
 def _ks(a: np.ndarray, b: np.ndarray) -> float:
+    # scipy.stats is imported on first use: it costs seconds at every Dagster load otherwise.
+    from scipy import stats
+
     return stats.ks_2samp(a, b).pvalue
 
 
 def _ad(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy import stats
+
     try:
         result = stats.anderson_ksamp([a, b], variant="midrank")
     except TypeError:  # scipy < 1.17 has no `variant`; midrank is its default there
