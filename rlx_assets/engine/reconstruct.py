@@ -277,36 +277,14 @@ def prepare_replay(
     """Scaled integers at the digits every value needs, vendor snapshots aligned to messages,
     and the seed: the previous day's state, else the opening burst, else the first vendor
     snapshot of a message (resynced from), else an empty book."""
-    price_names, size_names = _price_names(), _size_names()
     state = previous_state if previous_state is not None and previous_state.num_rows else None
-    price_digits = max(
-        _table_digits(deltas, "price", ["price"]),
-        _table_digits(snapshots, "price", price_names),
-        _digits([state["price"]]) if state is not None else 0,
-    )
-    size_digits = max(
-        _table_digits(deltas, "size", ["size"]),
-        _table_digits(snapshots, "size", size_names),
-        _digits([state["size"]]) if state is not None else 0,
-    )
-
+    price_digits, size_digits = day_digits(deltas, snapshots, state)
     sequence = deltas["sequence_number"].to_numpy()
     starts = message_starts(sequence)
     message_sequence = sequence[starts[:-1]]
     side_is_bid = deltas["side_is_bid"].to_numpy(zero_copy_only=False)
-
-    # Vendor snapshots by sequence number (the last one wins if the vendor repeated one).
-    snapshot_sequence = snapshots["sequence_number"].to_numpy()
-    keep_last = np.ones(snapshot_sequence.size, dtype=bool)
-    keep_last[:-1] = snapshot_sequence[1:] != snapshot_sequence[:-1]
-    snapshots = snapshots.filter(pa.array(keep_last))
-    snapshot_sequence = snapshot_sequence[keep_last]
-    position = np.searchsorted(snapshot_sequence, message_sequence)
-    clipped = np.minimum(position, max(snapshot_sequence.size - 1, 0))
-    matched = (position < snapshot_sequence.size) & (
-        snapshot_sequence[clipped] == message_sequence if snapshot_sequence.size else False
-    )
-    snapshot_of_message = np.where(matched, position, -1).astype(np.int64)
+    snapshots, snapshot_of_message = _align_snapshots(snapshots, message_sequence)
+    matched = snapshot_of_message >= 0
 
     if state is not None:
         bids, asks = _state_sides(state, price_digits, size_digits)
@@ -339,47 +317,192 @@ def prepare_replay(
     )
 
 
+def vendor_seed_exists(delta_sequences: np.ndarray, snapshot_sequences: np.ndarray) -> bool:
+    """Does any vendor snapshot carry the sequence number of a delta message?"""
+    return bool(np.isin(snapshot_sequences, delta_sequences).any())
+
+
+class DayReplay:
+    """One day's `full_replay`, fed in chunks of whole messages (or all at once).
+
+    The book, the cold-start seed and the per-message figures carry over from chunk to chunk, so
+    any split of a day into chunks publishes the same rows as one feed of the whole day.
+    """
+
+    def __init__(
+        self,
+        previous_state: pa.Table | None,
+        price_digits: int,
+        size_digits: int,
+        day: dt.date | None,
+        seed_from_vendor: bool,
+    ) -> None:
+        state = previous_state if previous_state is not None and previous_state.num_rows else None
+        self.price_digits, self.size_digits, self.day = price_digits, size_digits, day
+        self.seed_from_vendor = seed_from_vendor
+        if state is not None:
+            self.bids, self.asks = _state_sides(state, price_digits, size_digits)
+            self.seed: str | None = SEED_PREVIOUS_STATE
+        else:
+            self.bids, self.asks = BookSide.empty(), BookSide.empty()
+            self.seed = None
+        self.messages = 0
+        self.messages_before_seed = 0
+        self.chunks = 0
+        self.crossed = 0
+        self._figures: dict[str, list[np.ndarray]] = {
+            name: []
+            for name in (
+                "checked",
+                "match",
+                "resynced",
+                "repaired",
+                "deviation",
+                "sequence",
+                "time",
+            )
+        }
+
+    def feed(self, deltas: pa.Table, snapshots: pa.Table) -> pa.Table:
+        """Replay whole messages (raw_book_deltas rows, sorted); `snapshots` are the vendor rows
+        of these messages (others are ignored). Returns the book rows published."""
+        sequence = deltas["sequence_number"].to_numpy()
+        starts = message_starts(sequence)
+        message_sequence = sequence[starts[:-1]]
+        side_is_bid = deltas["side_is_bid"].to_numpy(zero_copy_only=False)
+        snapshots, snapshot_of_message = _align_snapshots(snapshots, message_sequence)
+
+        force = -1
+        first_published = 0
+        if self.seed is None:
+            matched = snapshot_of_message >= 0
+            if self.chunks == 0 and _opening_burst(starts, side_is_bid):
+                self.seed = SEED_SNAPSHOT_BURST
+            elif not self.seed_from_vendor:
+                self.seed = SEED_EMPTY
+            elif matched.any():
+                first_published = force = int(np.argmax(matched))
+                self.seed = SEED_VENDOR_SNAPSHOT
+            else:
+                first_published = message_sequence.size  # still waiting for the seed
+            self.messages_before_seed += first_published
+        self.chunks += 1
+        self.messages += int(message_sequence.size)
+
+        data = ReplayInput(
+            message_starts=starts,
+            sequence_numbers=message_sequence,
+            side_is_bid=side_is_bid,
+            prices=decimal_to_scaled(deltas["price"], self.price_digits),
+            sizes=decimal_to_scaled(deltas["size"], self.size_digits),
+            snapshot_of_message=snapshot_of_message,
+            snapshot_bid_prices=_matrix(snapshots, _level_names("bid", "price"), self.price_digits),
+            snapshot_bid_sizes=_matrix(snapshots, _level_names("bid", "size"), self.size_digits),
+            snapshot_ask_prices=_matrix(snapshots, _level_names("ask", "price"), self.price_digits),
+            snapshot_ask_sizes=_matrix(snapshots, _level_names("ask", "size"), self.size_digits),
+            force_resync_message=force,
+        )
+        out = replay(data, self.bids, self.asks)
+        self.bids, self.asks = out.bids, out.asks
+
+        published = slice(first_published, None)
+        first_rows = starts[:-1][published]
+        levels = {
+            "bid": (out.bid_prices[published], out.bid_sizes[published]),
+            "ask": (out.ask_prices[published], out.ask_sizes[published]),
+        }
+        checked = out.vendor_checked[published]
+        deviation = out.mid_deviation_bps[published]
+        # Hours of gaps: by origin_time, received_time where the vendor left it empty.
+        times = pc.coalesce(deltas["origin_time"], deltas["received_time"], 0).to_numpy()
+        for name, values in (
+            ("checked", checked),
+            ("match", out.vendor_match[published] & checked),
+            ("resynced", out.resynced[published]),
+            ("repaired", out.repaired_levels[published]),
+            ("deviation", deviation),
+            ("sequence", message_sequence[published]),
+            ("time", times[first_rows]),
+        ):
+            self._figures[name].append(values)
+        self.crossed += crossed_rows(*levels["bid"], *levels["ask"])
+        return _book_table(
+            deltas["origin_time"].take(first_rows),
+            deltas["received_time"].take(first_rows),
+            message_sequence[published],
+            levels,
+            self.price_digits,
+            self.size_digits,
+            resynced=out.resynced[published],
+            repaired=out.repaired_levels[published],
+            vendor_match=pa.array(out.vendor_match[published], mask=~checked),
+            deviation=pa.array(deviation, mask=np.isnan(deviation)),
+        )
+
+    def finish(self) -> Reconstruction:
+        """The end-of-day state and the day's figures (the book rows were returned by `feed`)."""
+        result = Reconstruction(
+            book=pa.table({}),
+            state=_state_table(self.bids, self.asks, self.price_digits, self.size_digits),
+            seed=self.seed or SEED_EMPTY,
+            messages=self.messages,
+            messages_before_seed=self.messages_before_seed,
+        )
+        figures = {
+            name: np.concatenate(parts) if parts else np.zeros(0)
+            for name, parts in self._figures.items()
+        }
+        result.stats = _replay_stats(figures, self.crossed, self.bids, self.asks, self.day)
+        result.stats["chunks"] = self.chunks
+        return result
+
+
+def _align_snapshots(snapshots: pa.Table, message_sequence: np.ndarray):
+    """Vendor snapshots by sequence number (the last wins if repeated) and, per message, the row
+    of its snapshot or -1."""
+    snapshot_sequence = snapshots["sequence_number"].to_numpy()
+    keep_last = np.ones(snapshot_sequence.size, dtype=bool)
+    keep_last[:-1] = snapshot_sequence[1:] != snapshot_sequence[:-1]
+    snapshots = snapshots.filter(pa.array(keep_last))
+    snapshot_sequence = snapshot_sequence[keep_last]
+    position = np.searchsorted(snapshot_sequence, message_sequence)
+    clipped = np.minimum(position, max(snapshot_sequence.size - 1, 0))
+    matched = (position < snapshot_sequence.size) & (
+        snapshot_sequence[clipped] == message_sequence if snapshot_sequence.size else False
+    )
+    return snapshots, np.where(matched, position, -1).astype(np.int64)
+
+
+def day_digits(
+    deltas: pa.Table, snapshots: pa.Table, previous_state: pa.Table | None
+) -> tuple[int, int]:
+    """Price and size digits that hold every value of the day (and of yesterday's state)."""
+    state = previous_state if previous_state is not None and previous_state.num_rows else None
+    return (
+        max(
+            _table_digits(deltas, "price", ["price"]),
+            _table_digits(snapshots, "price", _price_names()),
+            _digits([state["price"]]) if state is not None else 0,
+        ),
+        max(
+            _table_digits(deltas, "size", ["size"]),
+            _table_digits(snapshots, "size", _size_names()),
+            _digits([state["size"]]) if state is not None else 0,
+        ),
+    )
+
+
 def _full_replay(
     deltas: pa.Table, snapshots: pa.Table, previous_state: pa.Table | None, day: dt.date | None
 ) -> Reconstruction:
-    prepared = prepare_replay(deltas, snapshots, previous_state)
-    data, starts = prepared.data, prepared.message_starts
-    price_digits, size_digits = prepared.price_digits, prepared.size_digits
-    seed, first_published = prepared.seed, prepared.first_published
-    message_sequence = data.sequence_numbers
-    out = replay(data, prepared.bids, prepared.asks)
-
-    published = slice(first_published, None)
-    first_rows = starts[:-1][published]
-    levels = {
-        "bid": (out.bid_prices[published], out.bid_sizes[published]),
-        "ask": (out.ask_prices[published], out.ask_sizes[published]),
-    }
-    checked = out.vendor_checked[published]
-    deviation = out.mid_deviation_bps[published]
-    book = _book_table(
-        deltas["origin_time"].take(first_rows),
-        deltas["received_time"].take(first_rows),
-        message_sequence[published],
-        levels,
-        price_digits,
-        size_digits,
-        resynced=out.resynced[published],
-        repaired=out.repaired_levels[published],
-        vendor_match=pa.array(out.vendor_match[published], mask=~checked),
-        deviation=pa.array(deviation, mask=np.isnan(deviation)),
+    price_digits, size_digits = day_digits(deltas, snapshots, previous_state)
+    seed_from_vendor = vendor_seed_exists(
+        deltas["sequence_number"].to_numpy(), snapshots["sequence_number"].to_numpy()
     )
-
-    result = Reconstruction(
-        book=book,
-        state=_state_table(out.bids, out.asks, price_digits, size_digits),
-        seed=seed,
-        messages=int(message_sequence.size),
-        messages_before_seed=first_published,
-    )
-    # Hours of gaps: by origin_time, received_time where the vendor left it empty.
-    times = pc.coalesce(deltas["origin_time"], deltas["received_time"], 0).to_numpy()[starts[:-1]]
-    result.stats = _replay_stats(out, published, levels, message_sequence, times, day)
+    day_replay = DayReplay(previous_state, price_digits, size_digits, day, seed_from_vendor)
+    book = day_replay.feed(deltas, snapshots)
+    result = day_replay.finish()
+    result.book = book
     return result
 
 
@@ -409,19 +532,17 @@ def crossed_rows(bid_prices: np.ndarray, bid_sizes: np.ndarray, ask_prices, ask_
 
 
 def _replay_stats(
-    out, published: slice, levels: dict, sequence: np.ndarray, times: np.ndarray, day
+    figures: dict[str, np.ndarray], crossed: int, bids: BookSide, asks: BookSide, day
 ) -> dict[str, object]:
-    checked = out.vendor_checked[published]
-    matches = out.vendor_match[published] & checked
-    mismatched = checked & ~out.vendor_match[published]
-    resynced = out.resynced[published]
-    id_gaps = sequence_id_gaps(sequence[published])
+    checked = figures["checked"].astype(bool)
+    matches = figures["match"].astype(bool)
+    mismatched = checked & ~matches
+    resynced = figures["resynced"].astype(bool)
+    times = figures["time"].astype(np.int64)
+    id_gaps = sequence_id_gaps(figures["sequence"].astype(np.int64))
     id_gaps_filled = filled_after(id_gaps, np.flatnonzero(checked))
-    times = times[published]
-    deviation = out.mid_deviation_bps[published]
+    deviation = figures["deviation"].astype(np.float64)
     deviation = deviation[~np.isnan(deviation)]
-    bid_prices, bid_sizes = levels["bid"]
-    ask_prices, ask_sizes = levels["ask"]
     return {
         "vendor_snapshots_compared": int(checked.sum()),
         "top20_matches": int(matches.sum()),
@@ -437,10 +558,10 @@ def _replay_stats(
         )
         if day
         else [],
-        "stale_levels_repaired": int(out.repaired_levels[published].sum()),
+        "stale_levels_repaired": int(figures["repaired"].sum()),
         "mid_deviation_max_bps": float(deviation.max()) if deviation.size else 0.0,
         "mid_deviation_p99_bps": float(np.quantile(deviation, 0.99)) if deviation.size else 0.0,
-        "crossed_books_published": crossed_rows(bid_prices, bid_sizes, ask_prices, ask_sizes),
-        "end_depth_bids": int(out.bids.prices.size),
-        "end_depth_asks": int(out.asks.prices.size),
+        "crossed_books_published": crossed,
+        "end_depth_bids": int(bids.prices.size),
+        "end_depth_asks": int(asks.prices.size),
     }
