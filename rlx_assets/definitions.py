@@ -16,6 +16,7 @@ from rlx_assets.resources.golden import GoldenResource
 from rlx_assets.resources.io_manager import ParquetIOManager
 from rlx_assets.resources.lake import LakeResource
 from rlx_assets.resources.quality import QualityResource
+from rlx_assets.resources.replay import ReplayResource
 from rlx_assets.settings import RlxSettings, get_settings
 
 ALL_ASSETS_JOB = "all_assets"
@@ -54,6 +55,7 @@ def build_definitions(settings: RlxSettings) -> Definitions:
                 instrument_grids={s: list(g) for s, g in settings.instrument_grids.items()},
             ),
             "quality": QualityResource.from_settings(settings),
+            "replay": ReplayResource(chunk_rows=settings.replay_chunk_rows),
             "golden": GoldenResource(
                 directory=settings.golden_dir, s3_endpoint_url=settings.s3_endpoint_url
             ),

@@ -45,6 +45,9 @@ class RlxSettings(BaseSettings):
     # Synthetic source: 1.0 is a busy real BTC-USDT day; the default runs in seconds.
     synthetic_scale: float = Field(default=0.002, gt=0, le=4.0)
 
+    # Delta rows the book replay holds at once (memory follows this, not the day's size).
+    replay_chunk_rows: int = Field(default=1_000_000, gt=0)
+
     # Grids "<SYMBOL>=<tick>/<lot>" (e.g. "BTC-USDT=0.01/0.00001"); absent -> inferred daily.
     instrument_grids: Annotated[dict[str, tuple[str, str]], NoDecode] = {}
 

@@ -64,6 +64,14 @@ def _matrix(table: pa.Table, names: list[str], digits: int) -> np.ndarray:
     return np.stack([decimal_to_scaled(table[name], digits) for name in names], axis=1)
 
 
+def recorded_digits(schema: pa.Schema) -> tuple[int, int] | None:
+    """(price, size) digits a raw table recorded in its schema metadata, if it did."""
+    metadata = schema.metadata or {}
+    if DIGITS_KEYS["price"] in metadata and DIGITS_KEYS["size"] in metadata:
+        return int(metadata[DIGITS_KEYS["price"]]), int(metadata[DIGITS_KEYS["size"]])
+    return None
+
+
 def _table_digits(table: pa.Table, kind: str, names: list[str]) -> int:
     """Fractional digits that hold the table's prices or sizes: as the raw asset recorded them,
     else found by trial casts (tables built elsewhere)."""

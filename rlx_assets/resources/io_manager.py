@@ -28,7 +28,10 @@ import contextlib
 import datetime as dt
 import os
 import re
+import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
@@ -133,6 +136,59 @@ class ParquetIOManager(ConfigurableIOManager):
         """Write a table beside the assets (e.g. "quarantine/raw_trades") in the same layout,
         atomically; returns its location and size in bytes."""
         return self._publish(_partition_relpath(folder, self.exchange, symbol, date), table)
+
+    @contextlib.contextmanager
+    def read_partition(
+        self, folder: str, symbol: str, date: str | dt.date
+    ) -> Iterator[pq.ParquetFile]:
+        """An asset's partition opened for reading in batches (`iter_batches`), not loaded."""
+        fs, root = self._filesystem()
+        path = f"{root}/{_partition_relpath(folder, self.exchange, symbol, date)}"
+        fs.invalidate_cache(path)
+        try:
+            handle = fs.open(path, "rb")
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"upstream asset '{folder}' partition '{date}|{symbol}' has no data: "
+                f"{_location(fs, path)} does not exist. Materialize '{folder}' for that "
+                "partition first."
+            ) from None
+        with handle:
+            yield pq.ParquetFile(handle)
+
+    @contextlib.contextmanager
+    def partition_writer(
+        self, folder: str, symbol: str, date: str | dt.date
+    ) -> Iterator[PartitionWriter]:
+        """Write a partition table by table (row groups) and publish it atomically on exit;
+        an exception leaves the previous version in place."""
+        fs, root = self._filesystem()
+        relpath = _partition_relpath(folder, self.exchange, symbol, date)
+        path = f"{root}/{relpath}"
+        local = isinstance(fs, LocalFileSystem)
+        staging = f"{root}/{STAGING_DIR}" if local else tempfile.mkdtemp(prefix="rlx-")
+        os.makedirs(staging, exist_ok=True)
+        tmp = f"{staging}/{relpath.replace('/', '__')}.{uuid.uuid4().hex}.tmp"
+        writer = PartitionWriter(tmp)
+        try:
+            yield writer
+            writer.close()
+            if local:
+                parent = path.rsplit("/", 1)[0]
+                fs.makedirs(parent, exist_ok=True)
+                os.replace(tmp, path)
+                _fsync_dir(parent)
+            else:
+                fs.put_file(tmp, path)  # one upload, visible only when complete
+        finally:
+            writer.abort()
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+            if not local:
+                shutil.rmtree(staging, ignore_errors=True)
+        _remove_stale_parts(fs, path)
+        writer.location = _location(fs, path)
+        writer.size = fs.size(path)
 
     def remove_partition(self, folder: str, symbol: str, date: str | dt.date) -> None:
         """Remove what `write_partition` wrote there, if anything (a re-run found nothing)."""
@@ -255,6 +311,39 @@ def _write_parquet(table: pa.Table, sink: Any) -> None:
     pq.write_table(table, sink, **_WRITE_OPTIONS)
 
 
+class PartitionWriter:
+    """Appends tables to one Parquet file (each table's rows in row groups of at most
+    `row_group_size`), with the same pinned options as whole-table writes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.rows = 0
+        self.location: str | None = None
+        self.size: int | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            options = {k: v for k, v in _WRITE_OPTIONS.items() if k != "row_group_size"}
+            self._writer = pq.ParquetWriter(self.path, table.schema, **options)
+        self._writer.write_table(table, row_group_size=_WRITE_OPTIONS["row_group_size"])
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        if self._writer is None:
+            raise ValueError(f"nothing was written to {self.path}")
+        self._writer.close()
+        self._writer = None
+        with open(self.path, "rb+") as f:
+            os.fsync(f.fileno())
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+
+
 def _publish_local(fs: AbstractFileSystem, root: str, relpath: str, table: pa.Table) -> int:
     """Write to a staging file, fsync, `os.replace` over `root/relpath`; returns the size."""
     path = f"{root}/{relpath}"
@@ -344,6 +433,7 @@ __all__ = [
     "COLUMNS",
     "PART_FILE",
     "ParquetIOManager",
+    "PartitionWriter",
     "partition_path",
     "unpartitioned_path",
 ]

@@ -115,13 +115,13 @@ def test_materializing_a_partition_again_gives_identical_bytes(two_days, tmp_pat
 def test_a_crossed_book_blocks_unified_events(monkeypatch, tmp_path: Path) -> None:
     from rlx_assets.defs.book import assets as book_assets
 
-    real = book_assets.reconstruct_day
+    real = book_assets.stream_day
 
     def crossed(*args, **kwargs):
         result = real(*args, **kwargs)
         return dataclasses.replace(result, stats={**result.stats, "crossed_books_published": 3})
 
-    monkeypatch.setattr(book_assets, "reconstruct_day", crossed)
+    monkeypatch.setattr(book_assets, "stream_day", crossed)
     result = materialize_day(make_settings(tmp_path), FIXTURE_DAYS[0])
     assert not result.success
     check = checks(result)["book_never_crossed"]
@@ -215,3 +215,25 @@ def test_raw_tables_record_the_digits_their_values_need(two_days) -> None:
     # Prices on the 0.01 tick; sizes need 6 digits for real off-grid sizes such as 25.426189.
     assert metadata[b"rlx.price_digits"] == b"2"
     assert metadata[b"rlx.size_digits"] == b"6"
+
+
+def test_streaming_in_small_chunks_publishes_the_same_book(two_days, tmp_path: Path) -> None:
+    settings, results = two_days
+    small = make_settings(tmp_path, replay_chunk_rows=3_000)
+    for day, default in zip(FIXTURE_DAYS, results, strict=True):
+        result = materialize_day(small, day)
+        assert result.success
+        book = materializations(result)["reconstructed_book"]
+        assert book["streaming"] is True and book["chunks"] > 10
+        assert (
+            book["dagster/row_count"]
+            == materializations(default)["reconstructed_book"]["dagster/row_count"]
+        )
+        for asset in ("reconstructed_book", "book_state"):
+            chunked = pq.read_table(
+                partition_path(small.storage_url, asset, "BINANCE", "BTC-USDT", day)
+            )
+            whole = pq.read_table(
+                partition_path(settings.storage_url, asset, "BINANCE", "BTC-USDT", day)
+            )
+            assert chunked.equals(whole), asset

@@ -1,6 +1,9 @@
 """reconstructed_book, book_state and unified_events, with the checks computed alongside."""
 
+import datetime as dt
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -10,20 +13,60 @@ from dagster import (
     AssetsDefinition,
     MetadataValue,
     Output,
+    ResourceParam,
     asset,
     multi_asset,
 )
 
 from rlx_assets.defs import check_names
+from rlx_assets.defs.book.streaming import delta_sequences_meet, stream_day
 from rlx_assets.engine.events import chronology_violations, unified_events
 from rlx_assets.engine.raw import day_bounds_ns
-from rlx_assets.engine.reconstruct import reconstruct_day
+from rlx_assets.engine.reconstruct import (
+    DayReplay,
+    Reconstruction,
+    day_digits,
+    reconstruct_day,
+    recorded_digits,
+)
 from rlx_assets.partitions import day_and_symbol, previous_day
-from rlx_assets.resources.io_manager import ALLOW_MISSING
+from rlx_assets.resources.io_manager import ALLOW_MISSING, ParquetIOManager, PartitionWriter
 from rlx_assets.resources.quality import QualityResource
+from rlx_assets.resources.replay import ReplayResource
 
 RECONSTRUCTED_BOOK = "reconstructed_book"
 BOOK_STATE = "book_state"
+
+
+def _reconstruct(
+    deltas: pq.ParquetFile,
+    snapshots: pq.ParquetFile,
+    previous_state: pa.Table | None,
+    day: dt.date,
+    writer: PartitionWriter,
+    chunk_rows: int,
+) -> Reconstruction:
+    """full_replay streamed in chunks when the day has deltas; otherwise the strategies without
+    deltas, in memory (vendor snapshots only: a small table)."""
+    if deltas.metadata.num_rows == 0:
+        result = reconstruct_day(deltas.read(), snapshots.read(), previous_state, day=day)
+        writer.write(result.book)
+        return result
+    recorded = recorded_digits(deltas.schema_arrow), recorded_digits(snapshots.schema_arrow)
+    if None in recorded:  # written before digits were recorded: read the columns once
+        price_digits, size_digits = day_digits(deltas.read(), snapshots.read(), previous_state)
+    else:
+        price_digits, size_digits = day_digits(
+            deltas.schema_arrow.empty_table(), snapshots.schema_arrow.empty_table(), previous_state
+        )
+        price_digits = max(price_digits, *(r[0] for r in recorded))
+        size_digits = max(size_digits, *(r[1] for r in recorded))
+    has_state = previous_state is not None and previous_state.num_rows > 0
+    seed_from_vendor = not has_state and delta_sequences_meet(
+        deltas, snapshots.read(columns=["sequence_number"]).column(0).to_numpy()
+    )
+    day_replay = DayReplay(previous_state, price_digits, size_digits, day, seed_from_vendor)
+    return stream_day(deltas, snapshots, day_replay, writer, chunk_rows)
 
 
 def build_book_assets(partitions_def) -> list[AssetsDefinition]:
@@ -47,9 +90,9 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
                 code_version="1",
             ),
         },
+        # The raw tables are streamed from storage in chunks, not loaded as inputs.
+        deps=["raw_book_deltas", "raw_book_snapshots"],
         ins={
-            "raw_book_deltas": AssetIn(),
-            "raw_book_snapshots": AssetIn(),
             "previous_book_state": AssetIn(
                 BOOK_STATE, partition_mapping=previous_day, metadata={ALLOW_MISSING: True}
             ),
@@ -87,12 +130,19 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
     def reconstruct(
         context: AssetExecutionContext,
         quality: QualityResource,
-        raw_book_deltas: pa.Table,
-        raw_book_snapshots: pa.Table,
+        replay: ReplayResource,
+        io_manager: ResourceParam[ParquetIOManager],
         previous_book_state: pa.Table | None,
     ):
-        day, _ = day_and_symbol(context.partition_key)
-        result = reconstruct_day(raw_book_deltas, raw_book_snapshots, previous_book_state, day=day)
+        day, symbol = day_and_symbol(context.partition_key)
+        with (
+            io_manager.read_partition("raw_book_deltas", symbol, day) as deltas,
+            io_manager.read_partition("raw_book_snapshots", symbol, day) as snapshots,
+            io_manager.partition_writer(RECONSTRUCTED_BOOK, symbol, day) as writer,
+        ):
+            result = _reconstruct(
+                deltas, snapshots, previous_book_state, day, writer, replay.chunk_rows
+            )
         if result.strategy != "full_replay":
             context.log.warning(f"no book deltas: strategy {result.strategy}")
         stats = result.stats
@@ -109,10 +159,13 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
             },
         )
         yield Output(
-            result.book,
+            None,  # written chunk by chunk above
             output_name=RECONSTRUCTED_BOOK,
             metadata={
-                "dagster/row_count": result.book.num_rows,
+                "dagster/row_count": writer.rows,
+                "path": MetadataValue.path(writer.location),
+                "bytes": writer.size,
+                "streaming": stats.get("chunks", 1) > 1,
                 "strategy": result.strategy,
                 "cold_start": result.cold_start,
                 "seed": result.seed,
