@@ -447,6 +447,32 @@ class DayReplay:
             deviation=pa.array(deviation, mask=np.isnan(deviation)),
         )
 
+    def checkpoint(self) -> dict[str, np.ndarray]:
+        """Everything `feed` carries to the next chunk, as plain arrays (for `restore`)."""
+        arrays = {
+            f"{side}_{part}": getattr(book, part)
+            for side, book in (("bids", self.bids), ("asks", self.asks))
+            for part in ("prices", "sizes", "stamps")
+        }
+        arrays["counters"] = np.array(
+            [self.messages, self.messages_before_seed, self.chunks, self.crossed], dtype=np.int64
+        )
+        arrays["seed"] = np.array([self.seed or ""])
+        for name, parts in self._figures.items():
+            arrays[f"figure_{name}"] = np.concatenate(parts) if parts else np.zeros(0)
+        return arrays
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Continue from a `checkpoint` of the same day and settings."""
+        self.bids, self.asks = (
+            BookSide(*(arrays[f"{side}_{part}"] for part in ("prices", "sizes", "stamps")))
+            for side in ("bids", "asks")
+        )
+        counters = [int(value) for value in arrays["counters"]]
+        self.messages, self.messages_before_seed, self.chunks, self.crossed = counters
+        self.seed = str(arrays["seed"][0]) or None
+        self._figures = {name: [arrays[f"figure_{name}"]] for name in self._figures}
+
     def finish(self) -> Reconstruction:
         """The end-of-day state and the day's figures (the book rows were returned by `feed`)."""
         result = Reconstruction(

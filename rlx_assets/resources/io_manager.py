@@ -32,6 +32,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -54,6 +55,7 @@ from pydantic import Field
 
 PART_FILE = "part-0.parquet"
 STAGING_DIR = ".staging"  # under base_url; never inside an asset folder
+CHECKPOINT_DIR = ".checkpoints"  # under base_url, beside .staging
 DATE_DIMENSION = "date"
 SYMBOL_DIMENSION = "symbol"
 ALLOW_MISSING = "allow_missing"  # AssetIn(metadata={ALLOW_MISSING: True})
@@ -189,6 +191,15 @@ class ParquetIOManager(ConfigurableIOManager):
         _remove_stale_parts(fs, path)
         writer.location = _location(fs, path)
         writer.size = fs.size(path)
+
+    def checkpoint_folder(self, folder: str, symbol: str, date: str | dt.date) -> Path | None:
+        """Where a long write may keep its checkpoints: beside local storage (ignored by readers,
+        like the staging folder); None for object stores."""
+        fs, root = self._filesystem()
+        if not isinstance(fs, LocalFileSystem):
+            return None
+        relpath = _partition_relpath(folder, self.exchange, symbol, date).rsplit("/", 1)[0]
+        return Path(root) / CHECKPOINT_DIR / relpath
 
     def remove_partition(self, folder: str, symbol: str, date: str | dt.date) -> None:
         """Remove what `write_partition` wrote there, if anything (a re-run found nothing)."""

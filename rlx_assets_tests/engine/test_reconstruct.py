@@ -83,3 +83,36 @@ def test_chunks_publish_what_the_whole_day_publishes(rows: int, continued: bool)
     # Cold, this day has no opening burst: it seeds from its first vendor snapshot.
     assert whole.seed == ("previous_book_state" if continued else "vendor_snapshot")
     assert np.isin(whole.book["sequence_number"].to_numpy(), deltas["sequence_number"]).all()
+
+
+def test_a_checkpoint_restored_into_a_new_replay_continues_exactly() -> None:
+    day = FIXTURE_DAYS[1]
+    deltas, snapshots = _raw_day(BOOK_DELTAS, day), _raw_day(BOOK, day)
+    whole = reconstruct_day(deltas, snapshots, None, day=day)
+    price_digits, size_digits = day_digits(deltas, snapshots, None)
+    chunks = _chunks(deltas, 5_000)
+
+    def fresh() -> DayReplay:
+        return DayReplay(None, price_digits, size_digits, day, seed_from_vendor=True)
+
+    def feed(replay: DayReplay, start: int, end: int) -> pa.Table:
+        chunk = deltas.slice(start, end - start)
+        low, high = chunk["sequence_number"][0], chunk["sequence_number"][-1]
+        mine = pc.and_(
+            pc.greater_equal(snapshots["sequence_number"], low),
+            pc.less_equal(snapshots["sequence_number"], high),
+        )
+        return replay.feed(chunk, snapshots.filter(mine))
+
+    first = fresh()
+    books = [feed(first, *bounds) for bounds in chunks[:4]]
+    saved = {name: array.copy() for name, array in first.checkpoint().items()}
+    second = fresh()  # as after a crash: a new process restores the checkpoint
+    second.restore(saved)
+    books += [feed(second, *bounds) for bounds in chunks[4:]]
+    result = second.finish()
+    assert pa.concat_tables(books).equals(whole.book)
+    assert result.state.equals(whole.state)
+    assert {k: v for k, v in result.stats.items() if k != "chunks"} == {
+        k: v for k, v in whole.stats.items() if k != "chunks"
+    }

@@ -1,6 +1,8 @@
 """reconstructed_book, book_state and unified_events, with the checks computed alongside."""
 
 import datetime as dt
+import shutil
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,7 +21,15 @@ from dagster import (
 )
 
 from rlx_assets.defs import check_names
-from rlx_assets.defs.book.streaming import delta_sequences_meet, stream_day
+from rlx_assets.defs.book.streaming import (
+    Checkpoints,
+    StreamReport,
+    delta_sequences_meet,
+    file_identity,
+    fingerprint,
+    stream_day,
+    stream_day_checkpointed,
+)
 from rlx_assets.engine.events import chronology_violations, unified_events
 from rlx_assets.engine.raw import day_bounds_ns
 from rlx_assets.engine.reconstruct import (
@@ -45,13 +55,14 @@ def _reconstruct(
     day: dt.date,
     writer: PartitionWriter,
     chunk_rows: int,
-) -> Reconstruction:
+    checkpoint_folder: Path | None,
+) -> tuple[Reconstruction, StreamReport]:
     """full_replay streamed in chunks when the day has deltas; otherwise the strategies without
     deltas, in memory (vendor snapshots only: a small table)."""
     if deltas.metadata.num_rows == 0:
         result = reconstruct_day(deltas.read(), snapshots.read(), previous_state, day=day)
         writer.write(result.book)
-        return result
+        return result, StreamReport()
     recorded = recorded_digits(deltas.schema_arrow), recorded_digits(snapshots.schema_arrow)
     if None in recorded:  # written before digits were recorded: read the columns once
         price_digits, size_digits = day_digits(deltas.read(), snapshots.read(), previous_state)
@@ -66,7 +77,16 @@ def _reconstruct(
         deltas, snapshots.read(columns=["sequence_number"]).column(0).to_numpy()
     )
     day_replay = DayReplay(previous_state, price_digits, size_digits, day, seed_from_vendor)
-    return stream_day(deltas, snapshots, day_replay, writer, chunk_rows)
+    if checkpoint_folder is None:
+        return stream_day(deltas, snapshots, day_replay, writer, chunk_rows), StreamReport()
+    inputs = fingerprint(
+        file_identity(deltas),
+        file_identity(snapshots),
+        None if previous_state is None else previous_state.to_pydict(),
+        chunk_rows,
+    )
+    checkpoints = Checkpoints(checkpoint_folder, inputs)
+    return stream_day_checkpointed(deltas, snapshots, day_replay, writer, chunk_rows, checkpoints)
 
 
 def build_book_assets(partitions_def) -> list[AssetsDefinition]:
@@ -135,13 +155,21 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
         previous_book_state: pa.Table | None,
     ):
         day, symbol = day_and_symbol(context.partition_key)
+        folder = io_manager.checkpoint_folder(RECONSTRUCTED_BOOK, symbol, day)
         with (
             io_manager.read_partition("raw_book_deltas", symbol, day) as deltas,
             io_manager.read_partition("raw_book_snapshots", symbol, day) as snapshots,
             io_manager.partition_writer(RECONSTRUCTED_BOOK, symbol, day) as writer,
         ):
-            result = _reconstruct(
-                deltas, snapshots, previous_book_state, day, writer, replay.chunk_rows
+            result, report = _reconstruct(
+                deltas, snapshots, previous_book_state, day, writer, replay.chunk_rows, folder
+            )
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)  # published: the checkpoints are spent
+        if report.resumed_from_chunk:
+            context.log.info(
+                f"resumed after chunk {report.resumed_from_chunk} "
+                f"({report.recovery_seconds:.2f} s to recover)"
             )
         if result.strategy != "full_replay":
             context.log.warning(f"no book deltas: strategy {result.strategy}")
@@ -166,6 +194,9 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
                 "path": MetadataValue.path(writer.location),
                 "bytes": writer.size,
                 "streaming": stats.get("chunks", 1) > 1,
+                "checkpoints_written": report.checkpoints_written,
+                "resumed_from_chunk": report.resumed_from_chunk,
+                "recovery_seconds": report.recovery_seconds,
                 "strategy": result.strategy,
                 "cold_start": result.cold_start,
                 "seed": result.seed,

@@ -5,7 +5,14 @@ chunk with its vendor snapshots to the replay, and appends the published rows to
 writer: memory follows the chunk size, not the day.
 """
 
+import hashlib
+import json
+import os
+import shutil
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -78,3 +85,108 @@ def stream_day(
         vendor = cursor.until(chunk["sequence_number"][-1].as_py())
         writer.write(replay.feed(chunk, vendor))
     return replay.finish()
+
+
+class Checkpoints:
+    """A write-ahead record of a streaming replay on local disk: after each chunk, the rows it
+    published (a segment file) and then the replay's state; a run killed at any point restarts
+    from the last complete pair. Files are written under temporary names and renamed, so a kill
+    mid-write leaves the previous checkpoint intact."""
+
+    def __init__(self, folder: Path, fingerprint: str) -> None:
+        self.folder = folder
+        self.fingerprint = fingerprint
+        self.written = 0
+
+    def load(self) -> tuple[int, dict[str, np.ndarray] | None]:
+        """(chunks done, the replay state after them) for the same inputs, else (0, None)."""
+        meta_path = self.folder / "checkpoint.json"
+        if not meta_path.exists():
+            return 0, None
+        meta = json.loads(meta_path.read_text())
+        if meta.get("fingerprint") != self.fingerprint:
+            self.clear()  # other inputs or settings: start over
+            return 0, None
+        chunks = int(meta["chunks"])
+        with np.load(self._state(chunks)) as saved:
+            return chunks, {name: saved[name] for name in saved.files}
+
+    def save(self, index: int, book: pa.Table, state: dict[str, np.ndarray]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        segment = self.folder / f"segment-{index:06d}.parquet"
+        pq.write_table(book, f"{segment}.tmp")
+        os.replace(f"{segment}.tmp", segment)
+        # The state is named by the chunks it covers and the record points at it last: a kill
+        # between the two leaves the record on the previous, still present, state.
+        state_path = self._state(index + 1)
+        with open(f"{state_path}.tmp", "wb") as handle:
+            np.savez(handle, **state)
+        os.replace(f"{state_path}.tmp", state_path)
+        meta = {"fingerprint": self.fingerprint, "chunks": index + 1}
+        (self.folder / "checkpoint.json.tmp").write_text(json.dumps(meta))
+        os.replace(self.folder / "checkpoint.json.tmp", self.folder / "checkpoint.json")
+        self._state(index).unlink(missing_ok=True)
+        self.written += 1
+
+    def _state(self, chunks: int) -> Path:
+        return self.folder / f"state-{chunks:06d}.npz"
+
+    def segments(self, chunks: int) -> Iterator[pa.Table]:
+        for index in range(chunks):
+            yield pq.read_table(self.folder / f"segment-{index:06d}.parquet")
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def fingerprint(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def file_identity(parquet: pq.ParquetFile) -> tuple:
+    """What changes when a partition is rewritten with other rows."""
+    metadata = parquet.metadata
+    return (
+        metadata.num_rows,
+        metadata.num_row_groups,
+        tuple(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)),
+        parquet.schema_arrow.metadata,
+    )
+
+
+@dataclass
+class StreamReport:
+    checkpoints_written: int = 0
+    resumed_from_chunk: int = 0
+    recovery_seconds: float = 0.0
+
+
+def stream_day_checkpointed(
+    deltas: pq.ParquetFile,
+    snapshots: pq.ParquetFile,
+    replay: DayReplay,
+    writer: PartitionWriter,
+    chunk_rows: int,
+    checkpoints: Checkpoints,
+) -> tuple[Reconstruction, StreamReport]:
+    """`stream_day` with a checkpoint after every chunk; resumes from one when it exists."""
+    report = StreamReport()
+    started = time.perf_counter()
+    done, state = checkpoints.load()
+    if state is not None:
+        replay.restore(state)
+        report.resumed_from_chunk = done
+    cursor = SnapshotCursor(snapshots, chunk_rows)
+    chunks = 0
+    for index, chunk in enumerate(message_chunks(deltas, chunk_rows)):
+        vendor = cursor.until(chunk["sequence_number"][-1].as_py())
+        chunks = index + 1
+        if index < done:
+            continue  # replayed before the crash: its rows are in a segment already
+        if index == done and done:
+            report.recovery_seconds = time.perf_counter() - started
+        checkpoints.save(index, replay.feed(chunk, vendor), replay.checkpoint())
+    for table in checkpoints.segments(chunks):
+        writer.write(table)
+    report.checkpoints_written = checkpoints.written
+    return replay.finish(), report
