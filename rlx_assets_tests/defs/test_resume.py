@@ -61,7 +61,7 @@ def _kill_after_segments(storage: Path, segments: int) -> bool:
     deadline = time.monotonic() + 120
     try:
         while child.poll() is None and time.monotonic() < deadline:
-            if len(list(folder.rglob("segment-*.parquet"))) >= segments:
+            if len(list(folder.rglob("segment-*.pq-part"))) >= segments:
                 child.send_signal(signal.SIGKILL)
                 child.wait()
                 return True
@@ -103,6 +103,6 @@ def test_killed_at_random_points_it_resumes_to_identical_bytes(tmp_path: Path) -
         assert book["resumed_from_chunk"] >= segments - 1
         assert _files(storage) == expected, f"trial {trial}"
         assert not (storage / ".checkpoints" / "reconstructed_book").exists() or not list(
-            (storage / ".checkpoints" / "reconstructed_book").rglob("*.parquet")
+            (storage / ".checkpoints" / "reconstructed_book").rglob("segment-*")
         )
     assert resumed, "no trial was killed mid-stream"

@@ -113,7 +113,7 @@ class Checkpoints:
 
     def save(self, index: int, book: pa.Table, state: dict[str, np.ndarray]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        segment = self.folder / f"segment-{index:06d}.parquet"
+        segment = self._segment(index)
         pq.write_table(book, f"{segment}.tmp")
         os.replace(f"{segment}.tmp", segment)
         # The state is named by the chunks it covers and the record points at it last: a kill
@@ -128,12 +128,16 @@ class Checkpoints:
         self._state(index).unlink(missing_ok=True)
         self.written += 1
 
+    def _segment(self, index: int) -> Path:
+        # Parquet inside, but not named *.parquet: no reader's glob over the storage picks it up.
+        return self.folder / f"segment-{index:06d}.pq-part"
+
     def _state(self, chunks: int) -> Path:
         return self.folder / f"state-{chunks:06d}.npz"
 
     def segments(self, chunks: int) -> Iterator[pa.Table]:
         for index in range(chunks):
-            yield pq.read_table(self.folder / f"segment-{index:06d}.parquet")
+            yield pq.read_table(self._segment(index))
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
