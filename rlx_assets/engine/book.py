@@ -332,9 +332,10 @@ def replay(data: ReplayInput, bids: BookSide, asks: BookSide, kernel: str = "aut
     return _replay_sorted(data, bids, asks)
 
 
-def _replay_sorted(data: ReplayInput, bids: BookSide, asks: BookSide) -> ReplayOutput:
+def empty_output(data: ReplayInput, bids: BookSide, asks: BookSide) -> ReplayOutput:
+    """Output buffers for every message of `data`, for a kernel to fill."""
     messages = data.sequence_numbers.size
-    out = ReplayOutput(
+    return ReplayOutput(
         bid_prices=np.zeros((messages, LEVELS), dtype=np.int64),
         bid_sizes=np.zeros((messages, LEVELS), dtype=np.int64),
         ask_prices=np.zeros((messages, LEVELS), dtype=np.int64),
@@ -347,9 +348,11 @@ def _replay_sorted(data: ReplayInput, bids: BookSide, asks: BookSide) -> ReplayO
         bids=bids,
         asks=asks,
     )
-    bid_buffers = _side_buffers(bids, 1)
-    ask_buffers = _side_buffers(asks, -1)
-    snapshot_arrays = [
+
+
+def snapshot_matrices(data: ReplayInput) -> list[np.ndarray]:
+    """Vendor bid prices, bid sizes, ask prices, ask sizes: contiguous int64 [snapshots, 20]."""
+    return [
         np.ascontiguousarray(array, dtype=np.int64).reshape(-1, LEVELS)
         for array in (
             data.snapshot_bid_prices,
@@ -358,6 +361,13 @@ def _replay_sorted(data: ReplayInput, bids: BookSide, asks: BookSide) -> ReplayO
             data.snapshot_ask_sizes,
         )
     ]
+
+
+def _replay_sorted(data: ReplayInput, bids: BookSide, asks: BookSide) -> ReplayOutput:
+    out = empty_output(data, bids, asks)
+    bid_buffers = _side_buffers(bids, 1)
+    ask_buffers = _side_buffers(asks, -1)
+    snapshot_arrays = snapshot_matrices(data)
     starts, sequence, side_is_bid, prices, sizes, snapshot_of_message = message_arrays(data)
     result = _replay_kernel(
         starts,

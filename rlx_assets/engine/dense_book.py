@@ -257,7 +257,13 @@ def price_grid(
 
 def replay_dense(data, bids, asks):
     """`book.replay` on a dense grid; None when the day's prices span too many grid steps."""
-    from rlx_assets.engine.book import BookSide, ReplayOutput, message_arrays, output_buffers
+    from rlx_assets.engine.book import (
+        BookSide,
+        empty_output,
+        message_arrays,
+        output_buffers,
+        snapshot_matrices,
+    )
 
     snapshot_prices = [
         np.asarray(data.snapshot_bid_prices)[np.asarray(data.snapshot_bid_sizes) > 0],
@@ -278,31 +284,8 @@ def replay_dense(data, bids, asks):
         sizes[to_cells(side.prices)] = side.sizes
         stamps[to_cells(side.prices)] = side.stamps
         side_arrays += [sizes, stamps]
-    messages = data.sequence_numbers.size
-    shape = (messages, LEVELS)
-    out_bid_cells, out_ask_cells = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
-    out = ReplayOutput(
-        bid_prices=out_bid_cells,
-        bid_sizes=np.zeros(shape, np.int64),
-        ask_prices=out_ask_cells,
-        ask_sizes=np.zeros(shape, np.int64),
-        resynced=np.zeros(messages, np.bool_),
-        repaired_levels=np.zeros(messages, np.int32),
-        vendor_checked=np.zeros(messages, np.bool_),
-        vendor_match=np.zeros(messages, np.bool_),
-        mid_deviation_bps=np.full(messages, np.nan),
-        bids=bids,
-        asks=asks,
-    )
-    snapshots = [
-        np.ascontiguousarray(array, dtype=np.int64).reshape(-1, LEVELS)
-        for array in (
-            data.snapshot_bid_prices,
-            data.snapshot_bid_sizes,
-            data.snapshot_ask_prices,
-            data.snapshot_ask_sizes,
-        )
-    ]
+    out = empty_output(data, bids, asks)  # prices hold cells until converted below
+    snapshots = snapshot_matrices(data)
     snapshots[0] = np.where(snapshots[1] > 0, to_cells(snapshots[0]), 0)
     snapshots[2] = np.where(snapshots[3] > 0, to_cells(snapshots[2]), 0)
     starts, sequence, side_is_bid, prices, sizes, snapshot_of_message = message_arrays(data)
