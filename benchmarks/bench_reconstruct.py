@@ -53,6 +53,7 @@ from rlx_assets.engine.decimals import (
 )
 from rlx_assets.engine.reconstruct import prepare_replay
 from rlx_assets.lake.schema import BOOK, BOOK_DELTAS
+from rlx_assets.resources.io_manager import PartitionWriter
 
 DAY = dt.date(2024, 8, 8)
 EXCHANGE = "BINANCE"
@@ -69,16 +70,6 @@ MAX_E2E_OVER_LAKEAPI = 1.0
 MAX_PEAK_RSS_BYTES = 2 * GB
 MAX_TWO_DAY_RSS_RATIO = 1.2
 
-# As the IO manager writes partitions (rlx_assets/resources/io_manager.py), so reads cost the same.
-_PARQUET_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "compression_level": 3,
-    "version": "2.6",
-    "data_page_version": "1.0",
-    "use_dictionary": True,
-    "write_statistics": True,
-}
-_ROW_GROUP_SIZE = 1_000_000
 _CLEAN_CHUNK_ROWS = 2_000_000  # clean_day works in memory: a whole full-scale day needs ~18 GB
 
 
@@ -169,8 +160,8 @@ def step_build(work: Path, scale: float) -> dict[str, Any]:
             }
         )
         if raw_writer is None or lake_writer is None:
-            raw_writer = _AtomicWriter(raw_file, table.schema)
-            lake_writer = _AtomicWriter(lake_file, lake.schema)
+            raw_writer = _AtomicWriter(raw_file)
+            lake_writer = _AtomicWriter(lake_file)
         raw_writer.write(table)
         lake_writer.write(lake)
         kept += table.num_rows
@@ -192,15 +183,17 @@ def step_build(work: Path, scale: float) -> dict[str, Any]:
 
 
 class _AtomicWriter:
-    """A Parquet file written beside its final name and renamed over it when complete."""
+    """A Parquet file written beside its final name and renamed over it when complete, with the
+    IO manager's own writer (options, row groups), so reads cost what they cost in the assets.
+    The lake-layout copy for lakeapi is written the same way: neither side reads a slower file."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.staging = path, path.with_name(path.name + ".tmp")
-        self.writer = pq.ParquetWriter(self.staging, schema, **_PARQUET_OPTIONS)
+        self.writer = PartitionWriter(str(self.staging))
 
     def write(self, table: pa.Table) -> None:
-        self.writer.write_table(table, row_group_size=_ROW_GROUP_SIZE)
+        self.writer.write(table)
 
     def close(self) -> None:
         self.writer.close()
@@ -208,7 +201,7 @@ class _AtomicWriter:
 
 
 def _write(table: pa.Table, path: Path) -> None:
-    writer = _AtomicWriter(path, table.schema)
+    writer = _AtomicWriter(path)
     writer.write(table)
     writer.close()
 

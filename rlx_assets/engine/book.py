@@ -68,7 +68,7 @@ class ReplayOutput:
     asks: BookSide
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _grow(array: np.ndarray, needed: int) -> np.ndarray:
     capacity = max(needed, 2 * array.shape[0], _MIN_CAPACITY)
     bigger = np.empty(capacity, dtype=array.dtype)
@@ -76,7 +76,7 @@ def _grow(array: np.ndarray, needed: int) -> np.ndarray:
     return bigger
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _search(keys: np.ndarray, count: int, key: int) -> int:
     """First index in keys[:count] whose key is >= key."""
     low, high = 0, count
@@ -89,7 +89,7 @@ def _search(keys: np.ndarray, count: int, key: int) -> int:
     return low
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _set_level(keys, sizes, stamps, count, key, size, stamp):
     """Absolute size at a price: 0 removes the level. Returns possibly regrown buffers."""
     index = _search(keys, count, key)
@@ -120,7 +120,7 @@ def _set_level(keys, sizes, stamps, count, key, size, stamp):
     return keys, sizes, stamps, count + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _matches_vendor(keys, sizes, count, sign, vendor_prices, vendor_sizes) -> bool:
     for level in range(LEVELS):
         index = count - 1 - level
@@ -136,7 +136,7 @@ def _matches_vendor(keys, sizes, count, sign, vendor_prices, vendor_sizes) -> bo
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _resync_side(keys, sizes, stamps, count, sign, vendor_prices, vendor_sizes, stamp):
     """Replace the vendor snapshot's price range with its levels; deeper levels stay."""
     depth = 0
@@ -159,7 +159,7 @@ def _resync_side(keys, sizes, stamps, count, sign, vendor_prices, vendor_sizes, 
     return keys, sizes, stamps, count
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _emit(keys, sizes, count, sign, out_prices, out_sizes, row):
     for level in range(LEVELS):
         index = count - 1 - level
@@ -171,7 +171,7 @@ def _emit(keys, sizes, count, sign, out_prices, out_sizes, row):
             out_sizes[row, level] = 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _replay_kernel(
     message_starts,
     sequence_numbers,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -103,24 +104,75 @@ def scale_floats(values: np.ndarray, exponent: int) -> ScaledValues:
     return ScaledValues(ints=ints, digits=digits, off_grid=off, unrepresentable=unrepresentable)
 
 
+_LOW32 = np.uint64(0xFFFFFFFF)
+_SHIFT32 = np.uint64(32)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _multiply(a, b):
+    """Unsigned 64 x 64 -> 128-bit product as (low, high) words (uint64 limbs of 32 bits)."""
+    a0, a1 = a & _LOW32, a >> _SHIFT32
+    b0, b1 = b & _LOW32, b >> _SHIFT32
+    p00, p01, p10, p11 = a0 * b0, a0 * b1, a1 * b0, a1 * b1
+    middle = (p00 >> _SHIFT32) + (p01 & _LOW32) + (p10 & _LOW32)
+    low = (p00 & _LOW32) | (middle << _SHIFT32)
+    high = p11 + (p01 >> _SHIFT32) + (p10 >> _SHIFT32) + (middle >> _SHIFT32)
+    return low, high
+
+
+@numba.njit(cache=True, nogil=True)
+def _widen_kernel(ints, factor, words):
+    """words[i] = ints[i] * factor as two's-complement 128-bit (low, high)."""
+    for i in range(ints.shape[0]):
+        value = ints[i]
+        low, high = _multiply(np.uint64(abs(value)), factor)
+        if value < 0:
+            low = ~low + np.uint64(1)
+            high = ~high + (np.uint64(1) if low == np.uint64(0) else np.uint64(0))
+        words[i, 0] = low
+        words[i, 1] = high
+
+
+@numba.njit(cache=True, nogil=True)
+def _narrow_kernel(words, valid, divisor, divisor_float, out):
+    """out[i] = words[i] / divisor when that is an exact int64; returns the first index where it
+    is not (or -1). The quotient is estimated in float and proven by multiplying back."""
+    for i in range(words.shape[0]):
+        if valid.shape[0] and not valid[i]:
+            out[i] = 0
+            continue
+        low, high = words[i, 0], words[i, 1]
+        negative = high >> np.uint64(63) == np.uint64(1)
+        if negative:
+            low = ~low + np.uint64(1)
+            high = ~high + (np.uint64(1) if low == np.uint64(0) else np.uint64(0))
+        magnitude = float(high) * 18446744073709551616.0 + float(low)
+        quotient = np.rint(magnitude / divisor_float)
+        if quotient >= 9.2e18:
+            return i
+        q = np.uint64(quotient)
+        back_low, back_high = _multiply(q, divisor)
+        if back_low != low or back_high != high or q > np.uint64(9223372036854775807):
+            return i
+        out[i] = -np.int64(q) if negative else np.int64(q)
+    return -1
+
+
 def scaled_to_decimal(ints: np.ndarray, digits: int, valid: np.ndarray | None = None) -> pa.Array:
     """int64 at 10**-digits -> decimal128(38, 18), exactly (no float on the way)."""
+    if not 0 <= digits <= MAX_DIGITS:
+        raise ValueError(f"{digits} fractional digits is outside 0..{MAX_DIGITS}")
     ints = np.ascontiguousarray(ints, dtype=np.int64)
-    words = np.empty((ints.size, 2), dtype=np.int64)
-    words[:, 0] = ints
-    words[:, 1] = np.where(ints < 0, -1, 0)  # two's-complement sign extension to 128 bits
+    words = np.empty((ints.size, 2), dtype=np.uint64)
+    _widen_kernel(ints, np.uint64(10 ** (MAX_DIGITS - digits)), words)
     validity = None
     null_count = 0
     if valid is not None and not valid.all():
         validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
         null_count = int(ints.size - valid.sum())
-    narrow = pa.Array.from_buffers(
-        pa.decimal128(38, digits),
-        ints.size,
-        [validity, pa.py_buffer(words.tobytes())],
-        null_count=null_count,
+    return pa.Array.from_buffers(
+        DECIMAL_TYPE, ints.size, [validity, pa.py_buffer(words)], null_count=null_count
     )
-    return narrow.cast(DECIMAL_TYPE)
 
 
 def decimal_digits_needed(values: pa.Array | pa.ChunkedArray) -> int:
@@ -138,9 +190,27 @@ def decimal_to_scaled(values: pa.Array | pa.ChunkedArray, digits: int) -> np.nda
     """decimal128 -> int64 at 10**-digits (nulls become 0); raises if a value does not fit."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
-    narrow = pc.cast(values, pa.decimal128(38, digits), safe=True)
-    if len(narrow) == 0:
+    if len(values) == 0:
         return np.zeros(0, dtype=np.int64)
+    scale = values.type.scale if isinstance(values.type, pa.Decimal128Type) else None
+    if scale is not None and digits <= scale <= MAX_DIGITS:
+        words = np.frombuffer(values.buffers()[1], dtype=np.uint64)
+        words = words[2 * values.offset : 2 * (values.offset + len(values))].reshape(-1, 2)
+        valid = (
+            values.is_valid().to_numpy(zero_copy_only=False)
+            if values.null_count
+            else np.zeros(0, dtype=np.bool_)
+        )
+        divisor = 10 ** (scale - digits)
+        out = np.empty(len(values), dtype=np.int64)
+        if _narrow_kernel(words, valid, np.uint64(divisor), float(divisor), out) < 0:
+            return out
+    # Values that do not divide exactly or do not fit: the strict cast says which.
+    return _decimal_to_scaled_by_cast(values, digits)
+
+
+def _decimal_to_scaled_by_cast(values: pa.Array, digits: int) -> np.ndarray:
+    narrow = pc.cast(values, pa.decimal128(38, digits), safe=True)
     narrow = pc.fill_null(narrow, pa.scalar(Decimal(0), narrow.type))
     words = np.frombuffer(narrow.buffers()[1], dtype=np.int64)
     words = words[2 * narrow.offset : 2 * (narrow.offset + len(narrow))].reshape(-1, 2)

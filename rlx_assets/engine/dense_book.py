@@ -16,7 +16,7 @@ LEVELS = 20
 MAX_CELLS = 1 << 24  # per side: 16M cells, 3 arrays of int64 -> 384 MB at most
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _next_bid(sizes, start):
     """Highest cell at or below `start` with a level, or -1."""
     cell = start
@@ -25,7 +25,7 @@ def _next_bid(sizes, start):
     return cell
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _next_ask(sizes, start):
     cell = start
     cells = sizes.shape[0]
@@ -34,7 +34,7 @@ def _next_ask(sizes, start):
     return cell
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _replay_dense(
     message_starts,
     sequence_numbers,

@@ -266,6 +266,16 @@ def _book_table(
 
 
 @dataclass
+class ChunkInput:
+    """A chunk of whole messages as `DayReplay.apply` takes it."""
+
+    data: ReplayInput
+    origin_time: pa.ChunkedArray  # of each message's first row
+    received_time: pa.ChunkedArray
+    message_time: np.ndarray  # origin_time, else received_time, else 0: for gaps per hour
+
+
+@dataclass
 class PreparedReplay:
     """A day's raw tables as the engine's input, with the cold-start decision taken."""
 
@@ -358,6 +368,7 @@ class DayReplay:
         self.messages_before_seed = 0
         self.chunks = 0
         self.crossed = 0
+        self._last_figures: dict[str, np.ndarray] = {}
         self._figures: dict[str, list[np.ndarray]] = {
             name: []
             for name in (
@@ -374,22 +385,52 @@ class DayReplay:
     def feed(self, deltas: pa.Table, snapshots: pa.Table) -> pa.Table:
         """Replay whole messages (raw_book_deltas rows, sorted); `snapshots` are the vendor rows
         of these messages (others are ignored). Returns the book rows published."""
+        return self.apply(self.prepare(deltas, snapshots))
+
+    def prepare(self, deltas: pa.Table, snapshots: pa.Table) -> ChunkInput:
+        """The engine's input for a chunk: independent of the replay's state, so a reader
+        thread can prepare the next chunk while this one replays."""
         sequence = deltas["sequence_number"].to_numpy()
         starts = message_starts(sequence)
         message_sequence = sequence[starts[:-1]]
-        side_is_bid = deltas["side_is_bid"].to_numpy(zero_copy_only=False)
         snapshots, snapshot_of_message = _align_snapshots(snapshots, message_sequence)
+        prices, sizes = self.price_digits, self.size_digits
+        data = ReplayInput(
+            message_starts=starts,
+            sequence_numbers=message_sequence,
+            side_is_bid=deltas["side_is_bid"].to_numpy(zero_copy_only=False),
+            prices=decimal_to_scaled(deltas["price"], prices),
+            sizes=decimal_to_scaled(deltas["size"], sizes),
+            snapshot_of_message=snapshot_of_message,
+            snapshot_bid_prices=_matrix(snapshots, _level_names("bid", "price"), prices),
+            snapshot_bid_sizes=_matrix(snapshots, _level_names("bid", "size"), sizes),
+            snapshot_ask_prices=_matrix(snapshots, _level_names("ask", "price"), prices),
+            snapshot_ask_sizes=_matrix(snapshots, _level_names("ask", "size"), sizes),
+        )
+        first_rows = starts[:-1]
+        # Hours of gaps: by origin_time, received_time where the vendor left it empty.
+        times = pc.coalesce(deltas["origin_time"], deltas["received_time"], 0).to_numpy()
+        return ChunkInput(
+            data=data,
+            origin_time=deltas["origin_time"].take(first_rows),
+            received_time=deltas["received_time"].take(first_rows),
+            message_time=times[first_rows],
+        )
 
-        force = -1
+    def apply(self, chunk: ChunkInput) -> pa.Table:
+        """Replay a prepared chunk from the current book; returns the book rows published."""
+        data = chunk.data
+        starts, message_sequence = data.message_starts, data.sequence_numbers
         first_published = 0
         if self.seed is None:
-            matched = snapshot_of_message >= 0
-            if self.chunks == 0 and _opening_burst(starts, side_is_bid):
+            matched = data.snapshot_of_message >= 0
+            if self.chunks == 0 and _opening_burst(starts, data.side_is_bid):
                 self.seed = SEED_SNAPSHOT_BURST
             elif not self.seed_from_vendor:
                 self.seed = SEED_EMPTY
             elif matched.any():
-                first_published = force = int(np.argmax(matched))
+                first_published = int(np.argmax(matched))
+                data.force_resync_message = first_published
                 self.seed = SEED_VENDOR_SNAPSHOT
             else:
                 first_published = message_sequence.size  # still waiting for the seed
@@ -397,46 +438,31 @@ class DayReplay:
         self.chunks += 1
         self.messages += int(message_sequence.size)
 
-        data = ReplayInput(
-            message_starts=starts,
-            sequence_numbers=message_sequence,
-            side_is_bid=side_is_bid,
-            prices=decimal_to_scaled(deltas["price"], self.price_digits),
-            sizes=decimal_to_scaled(deltas["size"], self.size_digits),
-            snapshot_of_message=snapshot_of_message,
-            snapshot_bid_prices=_matrix(snapshots, _level_names("bid", "price"), self.price_digits),
-            snapshot_bid_sizes=_matrix(snapshots, _level_names("bid", "size"), self.size_digits),
-            snapshot_ask_prices=_matrix(snapshots, _level_names("ask", "price"), self.price_digits),
-            snapshot_ask_sizes=_matrix(snapshots, _level_names("ask", "size"), self.size_digits),
-            force_resync_message=force,
-        )
         out = replay(data, self.bids, self.asks)
         self.bids, self.asks = out.bids, out.asks
 
         published = slice(first_published, None)
-        first_rows = starts[:-1][published]
         levels = {
             "bid": (out.bid_prices[published], out.bid_sizes[published]),
             "ask": (out.ask_prices[published], out.ask_sizes[published]),
         }
         checked = out.vendor_checked[published]
         deviation = out.mid_deviation_bps[published]
-        # Hours of gaps: by origin_time, received_time where the vendor left it empty.
-        times = pc.coalesce(deltas["origin_time"], deltas["received_time"], 0).to_numpy()
-        for name, values in (
-            ("checked", checked),
-            ("match", out.vendor_match[published] & checked),
-            ("resynced", out.resynced[published]),
-            ("repaired", out.repaired_levels[published]),
-            ("deviation", deviation),
-            ("sequence", message_sequence[published]),
-            ("time", times[first_rows]),
-        ):
+        self._last_figures = {
+            "checked": checked,
+            "match": out.vendor_match[published] & checked,
+            "resynced": out.resynced[published],
+            "repaired": out.repaired_levels[published],
+            "deviation": deviation,
+            "sequence": message_sequence[published],
+            "time": chunk.message_time[published],
+        }
+        for name, values in self._last_figures.items():
             self._figures[name].append(values)
         self.crossed += crossed_rows(*levels["bid"], *levels["ask"])
         return _book_table(
-            deltas["origin_time"].take(first_rows),
-            deltas["received_time"].take(first_rows),
+            chunk.origin_time.slice(first_published),
+            chunk.received_time.slice(first_published),
             message_sequence[published],
             levels,
             self.price_digits,
@@ -448,7 +474,8 @@ class DayReplay:
         )
 
     def checkpoint(self) -> dict[str, np.ndarray]:
-        """Everything `feed` carries to the next chunk, as plain arrays (for `restore`)."""
+        """What `apply` carries to the next chunk besides the per-message figures (see
+        `chunk_figures`), as plain arrays for `restore`."""
         arrays = {
             f"{side}_{part}": getattr(book, part)
             for side, book in (("bids", self.bids), ("asks", self.asks))
@@ -458,12 +485,16 @@ class DayReplay:
             [self.messages, self.messages_before_seed, self.chunks, self.crossed], dtype=np.int64
         )
         arrays["seed"] = np.array([self.seed or ""])
-        for name, parts in self._figures.items():
-            arrays[f"figure_{name}"] = np.concatenate(parts) if parts else np.zeros(0)
         return arrays
 
-    def restore(self, arrays: dict[str, np.ndarray]) -> None:
-        """Continue from a `checkpoint` of the same day and settings."""
+    def chunk_figures(self) -> dict[str, np.ndarray]:
+        """The per-message figures of the last chunk applied (saved once per chunk, so a
+        checkpoint does not rewrite the day's figures every time)."""
+        return dict(self._last_figures)
+
+    def restore(self, arrays: dict[str, np.ndarray], figures: list[dict[str, np.ndarray]]) -> None:
+        """Continue from a `checkpoint` of the same day and settings, with the `chunk_figures`
+        of every chunk it covers, in order."""
         self.bids, self.asks = (
             BookSide(*(arrays[f"{side}_{part}"] for part in ("prices", "sizes", "stamps")))
             for side in ("bids", "asks")
@@ -471,7 +502,7 @@ class DayReplay:
         counters = [int(value) for value in arrays["counters"]]
         self.messages, self.messages_before_seed, self.chunks, self.crossed = counters
         self.seed = str(arrays["seed"][0]) or None
-        self._figures = {name: [arrays[f"figure_{name}"]] for name in self._figures}
+        self._figures = {name: [chunk[name] for chunk in figures] for name in self._figures}
 
     def finish(self) -> Reconstruction:
         """The end-of-day state and the day's figures (the book rows were returned by `feed`)."""

@@ -115,14 +115,14 @@ def test_materializing_a_partition_again_gives_identical_bytes(two_days, tmp_pat
 def test_a_crossed_book_blocks_unified_events(monkeypatch, tmp_path: Path) -> None:
     from rlx_assets.defs.book import assets as book_assets
 
-    real = book_assets.stream_day_checkpointed
+    real = book_assets.stream_day
 
     def crossed(*args, **kwargs):
         result, report = real(*args, **kwargs)
         stats = {**result.stats, "crossed_books_published": 3}
         return dataclasses.replace(result, stats=stats), report
 
-    monkeypatch.setattr(book_assets, "stream_day_checkpointed", crossed)
+    monkeypatch.setattr(book_assets, "stream_day", crossed)
     result = materialize_day(make_settings(tmp_path), FIXTURE_DAYS[0])
     assert not result.success
     check = checks(result)["book_never_crossed"]

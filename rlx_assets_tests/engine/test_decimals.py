@@ -4,9 +4,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rlx_assets.engine.decimals import (
     DECIMAL_TYPE,
+    MAX_DIGITS,
     decimal_digits_needed,
     decimal_to_scaled,
     exponent_of_step,
@@ -84,3 +87,28 @@ def test_grid_steps_from_settings(step: str, exponent: int) -> None:
 def test_grid_steps_must_be_powers_of_ten(step: str) -> None:
     with pytest.raises(ValueError, match="power of ten"):
         exponent_of_step(step)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(-(2**63) + 1, 2**63 - 1), min_size=1, max_size=50),
+    st.integers(0, MAX_DIGITS),
+)
+def test_compiled_decimal_conversions_are_exact(ints: list[int], digits: int) -> None:
+    """The 128-bit kernels agree with Python's Decimal on any int64, at any digits."""
+    array = scaled_to_decimal(np.array(ints, dtype=np.int64), digits)
+    assert array.to_pylist() == [Decimal(value).scaleb(-digits) for value in ints]
+    assert decimal_to_scaled(array, digits).tolist() == ints
+    if digits:
+        # One digit fewer holds only the multiples of ten.
+        tens = [value for value in ints if value % 10 == 0]
+        if len(tens) == len(ints):
+            assert decimal_to_scaled(array, digits - 1).tolist() == [v // 10 for v in ints]
+        else:
+            with pytest.raises((pa.ArrowInvalid, OverflowError)):
+                decimal_to_scaled(array, digits - 1)
+
+
+def test_decimal_to_scaled_reads_sliced_arrays() -> None:
+    array = scaled_to_decimal(np.arange(-5, 5, dtype=np.int64), 3)
+    assert decimal_to_scaled(array.slice(7, 2), 3).tolist() == [2, 3]

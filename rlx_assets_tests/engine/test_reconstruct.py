@@ -105,10 +105,13 @@ def test_a_checkpoint_restored_into_a_new_replay_continues_exactly() -> None:
         return replay.feed(chunk, snapshots.filter(mine))
 
     first = fresh()
-    books = [feed(first, *bounds) for bounds in chunks[:4]]
+    books, figures = [], []
+    for bounds in chunks[:4]:
+        books.append(feed(first, *bounds))
+        figures.append({name: array.copy() for name, array in first.chunk_figures().items()})
     saved = {name: array.copy() for name, array in first.checkpoint().items()}
     second = fresh()  # as after a crash: a new process restores the checkpoint
-    second.restore(saved)
+    second.restore(saved, figures)
     books += [feed(second, *bounds) for bounds in chunks[4:]]
     result = second.finish()
     assert pa.concat_tables(books).equals(whole.book)

@@ -28,7 +28,6 @@ from rlx_assets.defs.book.streaming import (
     file_identity,
     fingerprint,
     stream_day,
-    stream_day_checkpointed,
 )
 from rlx_assets.engine.events import chronology_violations, unified_events
 from rlx_assets.engine.raw import day_bounds_ns
@@ -77,16 +76,16 @@ def _reconstruct(
         deltas, snapshots.read(columns=["sequence_number"]).column(0).to_numpy()
     )
     day_replay = DayReplay(previous_state, price_digits, size_digits, day, seed_from_vendor)
-    if checkpoint_folder is None:
-        return stream_day(deltas, snapshots, day_replay, writer, chunk_rows), StreamReport()
-    inputs = fingerprint(
-        file_identity(deltas),
-        file_identity(snapshots),
-        None if previous_state is None else previous_state.to_pydict(),
-        chunk_rows,
-    )
-    checkpoints = Checkpoints(checkpoint_folder, inputs)
-    return stream_day_checkpointed(deltas, snapshots, day_replay, writer, chunk_rows, checkpoints)
+    checkpoints = None
+    if checkpoint_folder is not None:
+        inputs = fingerprint(
+            file_identity(deltas),
+            file_identity(snapshots),
+            None if previous_state is None else previous_state.to_pydict(),
+            chunk_rows,
+        )
+        checkpoints = Checkpoints(checkpoint_folder, inputs)
+    return stream_day(deltas, snapshots, day_replay, writer, chunk_rows, checkpoints)
 
 
 def build_book_assets(partitions_def) -> list[AssetsDefinition]:

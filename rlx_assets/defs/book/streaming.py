@@ -3,6 +3,10 @@
 Reads the raw partitions in batches (never whole), cuts them at message boundaries, hands each
 chunk with its vendor snapshots to the replay, and appends the published rows to a partition
 writer: memory follows the chunk size, not the day.
+
+Three stages overlap on their own threads (decoding and encoding Parquet and the compiled kernels
+release the GIL): a reader decodes and converts the next chunk, the calling thread replays, and a
+writer encodes the rows (and writes the checkpoints). Each stage is at most two chunks ahead.
 """
 
 import hashlib
@@ -10,17 +14,25 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from rlx_assets.engine.reconstruct import DayReplay, Reconstruction
+from rlx_assets.engine.reconstruct import ChunkInput, DayReplay, Reconstruction
 from rlx_assets.resources.io_manager import PartitionWriter
+
+T = TypeVar("T")
+AHEAD = 2  # chunks a stage may run ahead of the next one
+_END = object()
 
 
 def message_chunks(deltas: pq.ParquetFile, rows: int) -> Iterator[pa.Table]:
@@ -28,13 +40,11 @@ def message_chunks(deltas: pq.ParquetFile, rows: int) -> Iterator[pa.Table]:
     carry: pa.Table | None = None
     for batch in deltas.iter_batches(batch_size=rows):
         table = pa.Table.from_batches([batch])
-        if carry is not None:
+        if carry is not None and carry.num_rows:
             table = pa.concat_tables([carry, table])
         sequence = table["sequence_number"]
-        last = sequence[-1]
         # The last message may continue in the next batch: hold it back.
-        complete = pc.not_equal(sequence, last)
-        cut = int(pc.sum(complete).as_py() or 0)
+        cut = int(pc.sum(pc.not_equal(sequence, sequence[-1])).as_py() or 0)
         if cut:
             yield table.slice(0, cut).combine_chunks()
         carry = table.slice(cut)
@@ -42,10 +52,13 @@ def message_chunks(deltas: pq.ParquetFile, rows: int) -> Iterator[pa.Table]:
         yield carry.combine_chunks()
 
 
+SNAPSHOT_BATCH_ROWS = 16_384  # 80 decimal columns: about 21 MB decoded per batch
+
+
 class SnapshotCursor:
     """Vendor snapshots in sequence order, handed out up to a sequence number."""
 
-    def __init__(self, snapshots: pq.ParquetFile, rows: int) -> None:
+    def __init__(self, snapshots: pq.ParquetFile, rows: int = SNAPSHOT_BATCH_ROWS) -> None:
         self._batches = snapshots.iter_batches(batch_size=rows)
         self._buffer = snapshots.schema_arrow.empty_table()
         self._done = False
@@ -65,6 +78,15 @@ class SnapshotCursor:
         return taken.combine_chunks()
 
 
+def day_chunks(
+    deltas: pq.ParquetFile, snapshots: pq.ParquetFile, rows: int
+) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """(delta rows of whole messages, the vendor snapshots up to their last sequence number)."""
+    cursor = SnapshotCursor(snapshots)
+    for chunk in message_chunks(deltas, rows):
+        yield chunk, cursor.until(chunk["sequence_number"][-1].as_py())
+
+
 def delta_sequences_meet(deltas: pq.ParquetFile, snapshot_sequences: np.ndarray) -> bool:
     """Does any vendor snapshot share a delta message's sequence number (read column-wise)?"""
     for batch in deltas.iter_batches(batch_size=1_000_000, columns=["sequence_number"]):
@@ -73,24 +95,55 @@ def delta_sequences_meet(deltas: pq.ParquetFile, snapshot_sequences: np.ndarray)
     return False
 
 
-def stream_day(
-    deltas: pq.ParquetFile,
-    snapshots: pq.ParquetFile,
-    replay: DayReplay,
-    writer: PartitionWriter,
-    chunk_rows: int,
-) -> Reconstruction:
-    cursor = SnapshotCursor(snapshots, chunk_rows)
-    for chunk in message_chunks(deltas, chunk_rows):
-        vendor = cursor.until(chunk["sequence_number"][-1].as_py())
-        writer.write(replay.feed(chunk, vendor))
-    return replay.finish()
+def read_ahead(items: Iterable[T], depth: int = AHEAD) -> Iterator[T]:
+    """The items of `items`, produced on a background thread at most `depth` ahead."""
+    iterator = iter(items)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="rlx-read")
+    try:
+        # One worker: the `next` calls run one after another, never concurrently.
+        pending = deque(pool.submit(next, iterator, _END) for _ in range(depth))
+        while True:
+            item = pending.popleft().result()
+            if item is _END:
+                return
+            pending.append(pool.submit(next, iterator, _END))
+            yield item
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class WriteBehind:
+    """Runs write jobs in order on a background thread, at most `depth` queued; a job's error
+    is raised in the caller at the next `submit` or at `close`."""
+
+    def __init__(self, depth: int = AHEAD) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rlx-write")
+        self._pending: deque[Future] = deque()
+        self._depth = depth
+
+    def submit(self, job: Callable[..., Any], *args: Any) -> None:
+        while len(self._pending) >= self._depth:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(job, *args))
+
+    def close(self, raise_errors: bool = True) -> None:
+        """Wait for the queued jobs; `raise_errors=False` when the caller is failing already."""
+        try:
+            while self._pending:
+                job = self._pending.popleft()
+                if raise_errors:
+                    job.result()
+                else:
+                    job.exception()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Checkpoints:
-    """A write-ahead record of a streaming replay on local disk: after each chunk, the rows it
-    published (a segment file) and then the replay's state; a run killed at any point restarts
-    from the last complete pair. Files are written under temporary names and renamed, so a kill
+    """A write-ahead record of a streaming replay on local disk. After each chunk: the rows it
+    published (a segment, Arrow IPC: cheap to write and to read back), its per-message figures,
+    then the replay's state and the record pointing at it. A run killed at any point restarts
+    from the last complete set. Files are written under temporary names and renamed, so a kill
     mid-write leaves the previous checkpoint intact."""
 
     def __init__(self, folder: Path, fingerprint: str) -> None:
@@ -98,49 +151,70 @@ class Checkpoints:
         self.fingerprint = fingerprint
         self.written = 0
 
-    def load(self) -> tuple[int, dict[str, np.ndarray] | None]:
-        """(chunks done, the replay state after them) for the same inputs, else (0, None)."""
+    def load(self) -> tuple[int, dict[str, np.ndarray] | None, list[dict[str, np.ndarray]]]:
+        """(chunks done, the replay state after them, their figures) for the same inputs,
+        else (0, None, [])."""
         meta_path = self.folder / "checkpoint.json"
         if not meta_path.exists():
-            return 0, None
+            return 0, None, []
         meta = json.loads(meta_path.read_text())
         if meta.get("fingerprint") != self.fingerprint:
             self.clear()  # other inputs or settings: start over
-            return 0, None
+            return 0, None, []
         chunks = int(meta["chunks"])
+        figures = []
+        for index in range(chunks):
+            with np.load(self._figures(index)) as saved:
+                figures.append({name: saved[name] for name in saved.files})
         with np.load(self._state(chunks)) as saved:
-            return chunks, {name: saved[name] for name in saved.files}
+            return chunks, {name: saved[name] for name in saved.files}, figures
 
-    def save(self, index: int, book: pa.Table, state: dict[str, np.ndarray]) -> None:
+    def save(
+        self,
+        index: int,
+        book: pa.Table,
+        figures: dict[str, np.ndarray],
+        state: dict[str, np.ndarray],
+    ) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         segment = self._segment(index)
-        pq.write_table(book, f"{segment}.tmp")
+        with open(f"{segment}.tmp", "wb") as sink:
+            options = ipc.IpcWriteOptions(compression="zstd")
+            with ipc.new_file(sink, book.schema, options=options) as writer:
+                writer.write_table(book)
         os.replace(f"{segment}.tmp", segment)
+        _save_arrays(self._figures(index), figures)
         # The state is named by the chunks it covers and the record points at it last: a kill
         # between the two leaves the record on the previous, still present, state.
-        state_path = self._state(index + 1)
-        with open(f"{state_path}.tmp", "wb") as handle:
-            np.savez(handle, **state)
-        os.replace(f"{state_path}.tmp", state_path)
+        _save_arrays(self._state(index + 1), state)
         meta = {"fingerprint": self.fingerprint, "chunks": index + 1}
         (self.folder / "checkpoint.json.tmp").write_text(json.dumps(meta))
         os.replace(self.folder / "checkpoint.json.tmp", self.folder / "checkpoint.json")
         self._state(index).unlink(missing_ok=True)
         self.written += 1
 
+    def segment(self, index: int) -> pa.Table:
+        with ipc.open_file(self._segment(index)) as reader:
+            return reader.read_all()
+
     def _segment(self, index: int) -> Path:
-        # Parquet inside, but not named *.parquet: no reader's glob over the storage picks it up.
-        return self.folder / f"segment-{index:06d}.pq-part"
+        # Not named *.parquet or *.arrow: no reader's glob over the storage picks it up.
+        return self.folder / f"segment-{index:06d}.ipc-part"
+
+    def _figures(self, index: int) -> Path:
+        return self.folder / f"figures-{index:06d}.npz"
 
     def _state(self, chunks: int) -> Path:
         return self.folder / f"state-{chunks:06d}.npz"
 
-    def segments(self, chunks: int) -> Iterator[pa.Table]:
-        for index in range(chunks):
-            yield pq.read_table(self._segment(index))
-
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(f"{path}.tmp", "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(f"{path}.tmp", path)
 
 
 def fingerprint(*parts: object) -> str:
@@ -165,32 +239,53 @@ class StreamReport:
     recovery_seconds: float = 0.0
 
 
-def stream_day_checkpointed(
+def stream_day(
     deltas: pq.ParquetFile,
     snapshots: pq.ParquetFile,
     replay: DayReplay,
     writer: PartitionWriter,
     chunk_rows: int,
-    checkpoints: Checkpoints,
+    checkpoints: Checkpoints | None = None,
 ) -> tuple[Reconstruction, StreamReport]:
-    """`stream_day` with a checkpoint after every chunk; resumes from one when it exists."""
+    """Replay the day chunk by chunk into `writer`; with `checkpoints`, record one after every
+    chunk and resume from the last one when it exists (its chunks are not replayed again)."""
     report = StreamReport()
     started = time.perf_counter()
-    done, state = checkpoints.load()
-    if state is not None:
-        replay.restore(state)
-        report.resumed_from_chunk = done
-    cursor = SnapshotCursor(snapshots, chunk_rows)
-    chunks = 0
-    for index, chunk in enumerate(message_chunks(deltas, chunk_rows)):
-        vendor = cursor.until(chunk["sequence_number"][-1].as_py())
-        chunks = index + 1
-        if index < done:
-            continue  # replayed before the crash: its rows are in a segment already
-        if index == done and done:
-            report.recovery_seconds = time.perf_counter() - started
-        checkpoints.save(index, replay.feed(chunk, vendor), replay.checkpoint())
-    for table in checkpoints.segments(chunks):
-        writer.write(table)
-    report.checkpoints_written = checkpoints.written
+    done = 0
+    if checkpoints is not None:
+        done, state, figures = checkpoints.load()
+        if state is not None:
+            replay.restore(state, figures)
+            report.resumed_from_chunk = done
+
+    def prepared() -> Iterator[ChunkInput | None]:
+        for index, (chunk, vendor) in enumerate(day_chunks(deltas, snapshots, chunk_rows)):
+            # Chunks replayed before a crash are still read (to reach the rest), not prepared.
+            yield replay.prepare(chunk, vendor) if index >= done else None
+
+    def resend(index: int) -> None:
+        writer.write(checkpoints.segment(index))
+
+    def publish(index: int, book: pa.Table, figures: dict, state: dict) -> None:
+        if checkpoints is not None:
+            checkpoints.save(index, book, figures, state)
+        writer.write(book)
+
+    behind = WriteBehind()
+    try:
+        for index, chunk in enumerate(read_ahead(prepared())):
+            if chunk is None:
+                behind.submit(resend, index)
+                continue
+            if index == done and done:
+                report.recovery_seconds = time.perf_counter() - started
+            book = replay.apply(chunk)
+            state = replay.checkpoint() if checkpoints is not None else {}
+            behind.submit(publish, index, book, replay.chunk_figures(), state)
+    except BaseException:
+        behind.close(raise_errors=False)
+        raise
+    behind.close()
+    if checkpoints is not None:
+        report.checkpoints_written = checkpoints.written
     return replay.finish(), report
