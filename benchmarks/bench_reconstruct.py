@@ -757,6 +757,13 @@ def run_step(args: argparse.Namespace, step: str, scale: float) -> dict[str, Any
     return result
 
 
+def _bytecode_compiled() -> bool:
+    import dagster
+
+    package = Path(dagster.__file__).parent
+    return any((package / "__pycache__").glob("*.pyc"))
+
+
 def _available_memory() -> int | None:
     """MemAvailable of the machine in bytes (Linux), else None."""
     try:
@@ -853,6 +860,12 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, rss_scales: list[float]) -> int:
     scale = args.scale
     print(f"work folder {args.work}; day {DAY} {EXCHANGE} {SYMBOL}; scale {scale:g}")
+    if not _bytecode_compiled():
+        print(
+            "note: Dagster's bytecode is not compiled (install with `poetry install --compile`); "
+            "with PYTHONDONTWRITEBYTECODE set, every step compiles it again and the end-to-end "
+            "seconds include that"
+        )
     print("inputs (cached between runs):")
     inputs = {s: build_input(args, s) for s in sorted({scale, *rss_scales})}
     for s, built in inputs.items():

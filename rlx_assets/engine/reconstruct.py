@@ -15,7 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rlx_assets.engine.book import LEVELS, BookSide, ReplayInput, message_starts, replay
-from rlx_assets.engine.decimals import decimal_digits_needed, decimal_to_scaled, scaled_to_decimal
+from rlx_assets.engine.decimals import (
+    decimal_digits_needed,
+    decimal_to_scaled,
+    scaled_columns_to_decimal,
+    scaled_to_decimal,
+)
 from rlx_assets.engine.quality import filled_after, per_hour, sequence_id_gaps
 from rlx_assets.engine.raw import DIGITS_KEYS
 from rlx_assets.lake.schema import book_level_columns
@@ -251,13 +256,14 @@ def _book_table(
         "received_time": received,
         "sequence_number": pa.array(sequence, pa.int64()),
     }
+    decimals = {}
+    for side, (prices, sizes) in levels.items():
+        present = sizes > 0
+        for kind, values, digits in (("price", prices, price_digits), ("size", sizes, size_digits)):
+            for level, array in enumerate(scaled_columns_to_decimal(values, digits, present)):
+                decimals[f"{side}_{level}_{kind}"] = array
     for name in book_level_columns():
-        side, level, kind = name.split("_")
-        prices, sizes = levels[side]
-        present = sizes[:, int(level)] > 0
-        values = prices if kind == "price" else sizes
-        digits = price_digits if kind == "price" else size_digits
-        columns[name] = scaled_to_decimal(values[:, int(level)], digits, present)
+        columns[name] = decimals[name]
     columns["resynced"] = pa.array(resynced, pa.bool_())
     columns["repaired_levels"] = pa.array(repaired, pa.int32())
     columns["vendor_match"] = vendor_match
@@ -273,6 +279,76 @@ class ChunkInput:
     origin_time: pa.ChunkedArray  # of each message's first row
     received_time: pa.ChunkedArray
     message_time: np.ndarray  # origin_time, else received_time, else 0: for gaps per hour
+
+
+@dataclass
+class PublishedRows:
+    """The book rows a chunk published, as the engine's arrays."""
+
+    origin_time: pa.ChunkedArray
+    received_time: pa.ChunkedArray
+    sequence: np.ndarray
+    levels: dict[str, tuple[np.ndarray, np.ndarray]]  # side -> (prices, sizes) [rows, 20]
+    price_digits: int
+    size_digits: int
+    resynced: np.ndarray
+    repaired: np.ndarray
+    vendor_match: np.ndarray
+    checked: np.ndarray
+    deviation: np.ndarray
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays (for a checkpoint); `from_arrays` gives the same rows back."""
+        arrays = {
+            name: getattr(self, name)
+            for name in ("sequence", "resynced", "repaired", "vendor_match", "checked", "deviation")
+        }
+        for name in ("origin_time", "received_time"):
+            times = getattr(self, name)
+            arrays[name] = pc.fill_null(times, 0).to_numpy()
+            arrays[f"{name}_valid"] = times.is_valid().to_numpy()
+        for side, (prices, sizes) in self.levels.items():
+            arrays[f"{side}_prices"], arrays[f"{side}_sizes"] = prices, sizes
+        arrays["digits"] = np.array([self.price_digits, self.size_digits])
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> PublishedRows:
+        times = {
+            name: pa.chunked_array(
+                [pa.array(arrays[name], pa.int64(), mask=~arrays[f"{name}_valid"])]
+            )
+            for name in ("origin_time", "received_time")
+        }
+        price_digits, size_digits = (int(value) for value in arrays["digits"])
+        return cls(
+            **times,
+            levels={
+                side: (arrays[f"{side}_prices"], arrays[f"{side}_sizes"]) for side in ("bid", "ask")
+            },
+            price_digits=price_digits,
+            size_digits=size_digits,
+            **{
+                name: arrays[name]
+                for name in ("sequence", "resynced", "repaired", "vendor_match", "checked")
+            },
+            deviation=arrays["deviation"],
+        )
+
+    def table(self) -> pa.Table:
+        """The rows in `reconstructed_book`'s layout (exact decimals, vendor-style columns)."""
+        return _book_table(
+            self.origin_time,
+            self.received_time,
+            self.sequence,
+            self.levels,
+            self.price_digits,
+            self.size_digits,
+            resynced=self.resynced,
+            repaired=self.repaired,
+            vendor_match=pa.array(self.vendor_match, mask=~self.checked),
+            deviation=pa.array(self.deviation, mask=np.isnan(self.deviation)),
+        )
 
 
 @dataclass
@@ -419,6 +495,10 @@ class DayReplay:
 
     def apply(self, chunk: ChunkInput) -> pa.Table:
         """Replay a prepared chunk from the current book; returns the book rows published."""
+        return self.replay_chunk(chunk).table()
+
+    def replay_chunk(self, chunk: ChunkInput) -> PublishedRows:
+        """`apply`, with the rows left as arrays (their table can be built on another thread)."""
         data = chunk.data
         starts, message_sequence = data.message_starts, data.sequence_numbers
         first_published = 0
@@ -460,17 +540,18 @@ class DayReplay:
         for name, values in self._last_figures.items():
             self._figures[name].append(values)
         self.crossed += crossed_rows(*levels["bid"], *levels["ask"])
-        return _book_table(
-            chunk.origin_time.slice(first_published),
-            chunk.received_time.slice(first_published),
-            message_sequence[published],
-            levels,
-            self.price_digits,
-            self.size_digits,
+        return PublishedRows(
+            origin_time=chunk.origin_time.slice(first_published),
+            received_time=chunk.received_time.slice(first_published),
+            sequence=message_sequence[published],
+            levels=levels,
+            price_digits=self.price_digits,
+            size_digits=self.size_digits,
             resynced=out.resynced[published],
             repaired=out.repaired_levels[published],
-            vendor_match=pa.array(out.vendor_match[published], mask=~checked),
-            deviation=pa.array(deviation, mask=np.isnan(deviation)),
+            vendor_match=out.vendor_match[published],
+            checked=checked,
+            deviation=deviation,
         )
 
     def checkpoint(self) -> dict[str, np.ndarray]:

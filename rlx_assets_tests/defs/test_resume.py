@@ -61,7 +61,7 @@ def _kill_after_segments(storage: Path, segments: int) -> bool:
     deadline = time.monotonic() + 120
     try:
         while child.poll() is None and time.monotonic() < deadline:
-            if len(list(folder.rglob("segment-*.ipc-part"))) >= segments:
+            if len(list(folder.rglob("segment-*.npz"))) >= segments:
                 child.send_signal(signal.SIGKILL)
                 child.wait()
                 return True

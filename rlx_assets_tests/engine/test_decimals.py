@@ -15,6 +15,7 @@ from rlx_assets.engine.decimals import (
     exponent_of_step,
     infer_step_exponent,
     scale_floats,
+    scaled_columns_to_decimal,
     scaled_to_decimal,
 )
 
@@ -112,3 +113,14 @@ def test_compiled_decimal_conversions_are_exact(ints: list[int], digits: int) ->
 def test_decimal_to_scaled_reads_sliced_arrays() -> None:
     array = scaled_to_decimal(np.arange(-5, 5, dtype=np.int64), 3)
     assert decimal_to_scaled(array.slice(7, 2), 3).tolist() == [2, 3]
+
+
+def test_matrix_columns_convert_like_single_columns() -> None:
+    generator = np.random.default_rng(7)
+    matrix = generator.integers(-(10**12), 10**12, size=(37, 5))
+    valid = generator.random((37, 5)) > 0.3
+    valid[:, 2] = True  # a column without nulls has no validity bitmap
+    arrays = scaled_columns_to_decimal(matrix, 4, valid)
+    for column, array in enumerate(arrays):
+        assert array.equals(scaled_to_decimal(matrix[:, column], 4, valid[:, column]))
+    assert arrays[2].null_count == 0 and arrays[2].buffers()[0] is None

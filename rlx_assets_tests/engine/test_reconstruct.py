@@ -10,6 +10,7 @@ import pytest
 from rlx_assets.engine.raw import clean_day
 from rlx_assets.engine.reconstruct import (
     DayReplay,
+    PublishedRows,
     day_digits,
     reconstruct_day,
     vendor_seed_exists,
@@ -119,3 +120,21 @@ def test_a_checkpoint_restored_into_a_new_replay_continues_exactly() -> None:
     assert {k: v for k, v in result.stats.items() if k != "chunks"} == {
         k: v for k, v in whole.stats.items() if k != "chunks"
     }
+
+
+def test_published_rows_survive_a_round_trip_through_plain_arrays() -> None:
+    day = FIXTURE_DAYS[0]
+    deltas, snapshots = _raw_day(BOOK_DELTAS, day), _raw_day(BOOK, day)
+    # A vendor row without origin_time must stay null, not become 0.
+    origin = deltas["origin_time"].to_numpy().copy()
+    deltas = deltas.set_column(
+        deltas.schema.get_field_index("origin_time"),
+        "origin_time",
+        pa.array(origin, mask=np.arange(origin.size) == 0),
+    )
+    replay = DayReplay(None, *day_digits(deltas, snapshots, None), day, seed_from_vendor=True)
+    rows = replay.replay_chunk(replay.prepare(deltas, snapshots))
+    arrays = {name: array.copy() for name, array in rows.to_arrays().items()}
+    again = PublishedRows.from_arrays(arrays).table()
+    assert again.equals(rows.table())
+    assert again["origin_time"].null_count == 1
