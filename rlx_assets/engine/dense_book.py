@@ -125,41 +125,48 @@ def _replay_dense(
         out_mid_cells[message] = np.nan
         out_checked[message] = snapshot >= 0
         out_match[message] = False
+        # Emit first; the vendor comparison reads the emitted row (no second walk), and the row
+        # is emitted again only when a resync or a final uncrossing changed the book.
+        _emit(
+            message,
+            best_bid,
+            best_ask,
+            bid_count,
+            ask_count,
+            bid_sizes,
+            ask_sizes,
+            out_bid_cells,
+            out_bid_sizes,
+            out_ask_cells,
+            out_ask_sizes,
+        )
+        changed = bid_count > 0 and ask_count > 0 and best_bid >= best_ask
         if snapshot >= 0:
-            # Compare the rebuilt top 20 with the vendor's, level by level.
-            bid_ok = True
-            cell = best_bid
+            matched = True
             for level in range(LEVELS):
-                vendor = snap_bid_sizes[snapshot, level] > 0
-                if cell >= 0 and bid_count > 0:
-                    if (
-                        not vendor
-                        or cell != snap_bid_cells[snapshot, level]
-                        or (bid_sizes[cell] != snap_bid_sizes[snapshot, level])
-                    ):
-                        bid_ok = False
-                        break
-                    cell = _next_bid(bid_sizes, cell - 1)
-                elif vendor:
-                    bid_ok = False
+                vendor_size = snap_bid_sizes[snapshot, level]
+                size = out_bid_sizes[message, level]
+                if (size > 0) != (vendor_size > 0) or (
+                    size > 0
+                    and (
+                        size != vendor_size
+                        or out_bid_cells[message, level] != snap_bid_cells[snapshot, level]
+                    )
+                ):
+                    matched = False
                     break
-            ask_ok = True
-            cell = best_ask
-            for level in range(LEVELS):
-                vendor = snap_ask_sizes[snapshot, level] > 0
-                if cell < cells and ask_count > 0:
-                    if (
-                        not vendor
-                        or cell != snap_ask_cells[snapshot, level]
-                        or (ask_sizes[cell] != snap_ask_sizes[snapshot, level])
-                    ):
-                        ask_ok = False
-                        break
-                    cell = _next_ask(ask_sizes, cell + 1)
-                elif vendor:
-                    ask_ok = False
+                vendor_size = snap_ask_sizes[snapshot, level]
+                size = out_ask_sizes[message, level]
+                if (size > 0) != (vendor_size > 0) or (
+                    size > 0
+                    and (
+                        size != vendor_size
+                        or out_ask_cells[message, level] != snap_ask_cells[snapshot, level]
+                    )
+                ):
+                    matched = False
                     break
-            out_match[message] = bid_ok and ask_ok
+            out_match[message] = matched
             if (
                 bid_count > 0
                 and ask_count > 0
@@ -171,7 +178,8 @@ def _replay_dense(
                     0.5 * (best_bid + best_ask)
                     - 0.5 * (snap_bid_cells[snapshot, 0] + snap_ask_cells[snapshot, 0])
                 )
-            if not (bid_ok and ask_ok) or message == force_resync_message:
+            if not matched or message == force_resync_message:
+                changed = True
                 # Bids: the vendor's range (or the whole side when it shows fewer levels).
                 depth = 0
                 while depth < LEVELS and snap_bid_sizes[snapshot, depth] > 0:
@@ -206,7 +214,7 @@ def _replay_dense(
                     ask_stamps[cell] = stamp
                     ask_count += 1
                 best_ask = snap_ask_cells[snapshot, 0] if depth else cells
-                out_resynced[message] = not (bid_ok and ask_ok)
+                out_resynced[message] = not matched
 
         while bid_count > 0 and ask_count > 0 and best_bid >= best_ask:
             bid_sizes[best_bid] = 0
@@ -217,39 +225,83 @@ def _replay_dense(
             best_ask = _next_ask(ask_sizes, best_ask) if ask_count else cells
             repaired += 2
         out_repaired[message] = repaired
+        if changed:
+            _emit(
+                message,
+                best_bid,
+                best_ask,
+                bid_count,
+                ask_count,
+                bid_sizes,
+                ask_sizes,
+                out_bid_cells,
+                out_bid_sizes,
+                out_ask_cells,
+                out_ask_sizes,
+            )
 
-        cell = best_bid
-        for level in range(LEVELS):
-            if bid_count > 0 and level < bid_count and cell >= 0:
-                out_bid_cells[message, level] = cell
-                out_bid_sizes[message, level] = bid_sizes[cell]
-                cell = _next_bid(bid_sizes, cell - 1)
-            else:
-                out_bid_cells[message, level] = 0
-                out_bid_sizes[message, level] = 0
-        cell = best_ask
-        for level in range(LEVELS):
-            if ask_count > 0 and level < ask_count and cell < cells:
-                out_ask_cells[message, level] = cell
-                out_ask_sizes[message, level] = ask_sizes[cell]
-                cell = _next_ask(ask_sizes, cell + 1)
-            else:
-                out_ask_cells[message, level] = 0
-                out_ask_sizes[message, level] = 0
+
+@numba.njit(cache=True, nogil=True)
+def _emit(
+    message,
+    best_bid,
+    best_ask,
+    bid_count,
+    ask_count,
+    bid_sizes,
+    ask_sizes,
+    out_bid_cells,
+    out_bid_sizes,
+    out_ask_cells,
+    out_ask_sizes,
+):
+    """The top 20 of each side into row `message` (cell 0 and size 0 past the last level)."""
+    cells = bid_sizes.shape[0]
+    cell = best_bid
+    for level in range(LEVELS):
+        if bid_count > 0 and level < bid_count and cell >= 0:
+            out_bid_cells[message, level] = cell
+            out_bid_sizes[message, level] = bid_sizes[cell]
+            cell = _next_bid(bid_sizes, cell - 1)
+        else:
+            out_bid_cells[message, level] = 0
+            out_bid_sizes[message, level] = 0
+    cell = best_ask
+    for level in range(LEVELS):
+        if ask_count > 0 and level < ask_count and cell < cells:
+            out_ask_cells[message, level] = cell
+            out_ask_sizes[message, level] = ask_sizes[cell]
+            cell = _next_ask(ask_sizes, cell + 1)
+        else:
+            out_ask_cells[message, level] = 0
+            out_ask_sizes[message, level] = 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _step_gcd(prices, low, step):
+    """gcd of `step` and every price - low; stops at 1 (the usual answer) without reading on."""
+    for i in range(prices.shape[0]):
+        if step == 1:
+            return 1
+        a, b = prices[i] - low, step
+        while b:
+            a, b = b, a % b
+        step = a
+    return step
 
 
 def price_grid(
     prices: list[np.ndarray],
 ) -> tuple[int, int, int] | None:
     """(base, step, cells) of the coarsest grid holding every price, or None if too large."""
-    present = [p for p in prices if p.size]
+    present = [np.ascontiguousarray(p, dtype=np.int64) for p in prices if p.size]
     if not present:
         return 0, 1, 1
     low = min(int(p.min()) for p in present)
     high = max(int(p.max()) for p in present)
     step = 0
     for p in present:
-        step = int(np.gcd(step, np.gcd.reduce(p - low)))
+        step = int(_step_gcd(p, low, step))
     step = max(step, 1)
     cells = (high - low) // step + 1
     return (low, step, cells) if cells <= MAX_CELLS else None
@@ -275,7 +327,8 @@ def replay_dense(data, bids, asks):
     base, step, cells = grid
 
     def to_cells(prices: np.ndarray) -> np.ndarray:
-        return (np.asarray(prices, dtype=np.int64) - base) // step
+        offsets = np.asarray(prices, dtype=np.int64) - base
+        return offsets if step == 1 else offsets // step
 
     side_arrays = []
     for side in (bids, asks):
