@@ -1,9 +1,10 @@
 """The same replay as `book.py` on a dense price grid: one cell per price step, both sides.
 
-When a day's prices span a moderate number of grid steps (BTC-USDT: a few hundred thousand ticks
-of 0.01), an update is O(1) array indexing instead of a sorted insert that shifts every deeper
-level; finding the next best level after the best is removed, and the top 20, walk only the cells
-between levels near the top. `book.replay` picks this kernel when the grid fits in memory.
+An update is O(1) array indexing instead of a sorted insert that shifts every deeper level;
+finding the next best level after the best is removed, and the top 20, walk only the cells
+between levels near the top. The grid covers a window of prices (what a chunk touches, and the
+book near the touch), not the whole book: a real opening snapshot reaches millions of ticks from
+the mid. `book.replay` picks this kernel when the window fits in memory.
 Semantics (stale-level repair, vendor resync, cold-start seed) are exactly those of `book.py`.
 """
 
@@ -13,7 +14,10 @@ import numba
 import numpy as np
 
 LEVELS = 20
-MAX_CELLS = 1 << 24  # per side: 16M cells, 3 arrays of int64 -> 384 MB at most
+MAX_CELLS = 1 << 24  # per side: 16M cells, 2 arrays of int64 -> 256 MB at most
+DONE = 0
+NEEDS_FAR_LEVELS = 1  # a side's window ran short of 20 levels while levels lay beyond it
+WINDOW_LEVELS = 1000  # book levels per side the window takes in, when the grid allows
 
 
 @numba.njit(cache=True, nogil=True)
@@ -47,6 +51,8 @@ def _replay_dense(
     snap_ask_cells,
     snap_ask_sizes,
     force_resync_message,
+    far_bids,
+    far_asks,
     bid_sizes,
     bid_stamps,
     ask_sizes,
@@ -127,6 +133,8 @@ def _replay_dense(
         out_match[message] = False
         # Emit first; the vendor comparison reads the emitted row (no second walk), and the row
         # is emitted again only when a resync or a final uncrossing changed the book.
+        if (bid_count < LEVELS and far_bids) or (ask_count < LEVELS and far_asks):
+            return NEEDS_FAR_LEVELS
         _emit(
             message,
             best_bid,
@@ -184,6 +192,8 @@ def _replay_dense(
                 depth = 0
                 while depth < LEVELS and snap_bid_sizes[snapshot, depth] > 0:
                     depth += 1
+                if depth < LEVELS and far_bids:
+                    return NEEDS_FAR_LEVELS  # the whole side is replaced, far levels too
                 floor = snap_bid_cells[snapshot, LEVELS - 1] if depth == LEVELS else 0
                 cell = best_bid
                 while bid_count > 0 and cell >= floor:
@@ -201,6 +211,8 @@ def _replay_dense(
                 depth = 0
                 while depth < LEVELS and snap_ask_sizes[snapshot, depth] > 0:
                     depth += 1
+                if depth < LEVELS and far_asks:
+                    return NEEDS_FAR_LEVELS
                 ceiling = snap_ask_cells[snapshot, LEVELS - 1] if depth == LEVELS else cells - 1
                 cell = best_ask
                 while ask_count > 0 and cell <= ceiling:
@@ -226,6 +238,8 @@ def _replay_dense(
             repaired += 2
         out_repaired[message] = repaired
         if changed:
+            if (bid_count < LEVELS and far_bids) or (ask_count < LEVELS and far_asks):
+                return NEEDS_FAR_LEVELS
             _emit(
                 message,
                 best_bid,
@@ -239,6 +253,7 @@ def _replay_dense(
                 out_ask_cells,
                 out_ask_sizes,
             )
+    return DONE
 
 
 @numba.njit(cache=True, nogil=True)
@@ -308,9 +323,19 @@ def price_grid(
 
 
 def replay_dense(data, bids, asks):
-    """`book.replay` on a dense grid; None when the day's prices span too many grid steps."""
+    """`book.replay` on a dense grid over a window of prices; None when the window spans too
+    many grid steps.
+
+    The window covers every price the chunk's deltas and vendor snapshots carry and the book's
+    top 1,000 levels (top 20 when that is too wide): deep levels beyond it (a REST snapshot
+    reaches far from the mid) wait aside, untouched, and join the book again afterwards. Should
+    a side run short of 20 levels inside the window while levels wait beyond it, the chunk is
+    replayed by the sorted kernel instead.
+    """
     from rlx_assets.engine.book import (
+        LEVELS,
         BookSide,
+        _replay_sorted,
         empty_output,
         message_arrays,
         output_buffers,
@@ -321,7 +346,18 @@ def replay_dense(data, bids, asks):
         np.asarray(data.snapshot_bid_prices)[np.asarray(data.snapshot_bid_sizes) > 0],
         np.asarray(data.snapshot_ask_prices)[np.asarray(data.snapshot_ask_sizes) > 0],
     ]
-    grid = price_grid([data.prices, *snapshot_prices, bids.prices, asks.prices])
+    grid = None
+    for depth in (WINDOW_LEVELS, LEVELS):  # a deeper window runs short of levels less often
+        # Best levels are last in a BookSide.
+        window = [data.prices, *snapshot_prices, bids.prices[-depth:], asks.prices[-depth:]]
+        present = [p for p in window if p.size]
+        low = min((int(p.min()) for p in present), default=0)
+        high = max((int(p.max()) for p in present), default=0)
+        near_bids = bids.prices >= low  # a suffix: bids ascend
+        near_asks = asks.prices <= high  # a suffix: asks descend
+        grid = price_grid([*window, bids.prices[near_bids], asks.prices[near_asks]])
+        if grid is not None:
+            break
     if grid is None:
         return None
     base, step, cells = grid
@@ -331,18 +367,19 @@ def replay_dense(data, bids, asks):
         return offsets if step == 1 else offsets // step
 
     side_arrays = []
-    for side in (bids, asks):
+    for side, near in ((bids, near_bids), (asks, near_asks)):
         sizes = np.zeros(cells, dtype=np.int64)
         stamps = np.zeros(cells, dtype=np.int64)
-        sizes[to_cells(side.prices)] = side.sizes
-        stamps[to_cells(side.prices)] = side.stamps
+        sizes[to_cells(side.prices[near])] = side.sizes[near]
+        stamps[to_cells(side.prices[near])] = side.stamps[near]
         side_arrays += [sizes, stamps]
+    far_bids, far_asks = int((~near_bids).sum()), int((~near_asks).sum())
     out = empty_output(data, bids, asks)  # prices hold cells until converted below
     snapshots = snapshot_matrices(data)
     snapshots[0] = np.where(snapshots[1] > 0, to_cells(snapshots[0]), 0)
     snapshots[2] = np.where(snapshots[3] > 0, to_cells(snapshots[2]), 0)
     starts, sequence, side_is_bid, prices, sizes, snapshot_of_message = message_arrays(data)
-    _replay_dense(
+    status = _replay_dense(
         starts,
         sequence,
         side_is_bid,
@@ -351,9 +388,13 @@ def replay_dense(data, bids, asks):
         snapshot_of_message,
         *snapshots,
         data.force_resync_message,
+        far_bids,
+        far_asks,
         *side_arrays,
         *output_buffers(out),
     )
+    if status == NEEDS_FAR_LEVELS:
+        return _replay_sorted(data, bids, asks)
     # Cells back to prices; empty levels stay 0 as in the sorted kernel.
     out.bid_prices = np.where(out.bid_sizes > 0, base + out.bid_prices * step, 0)
     out.ask_prices = np.where(out.ask_sizes > 0, base + out.ask_prices * step, 0)
@@ -368,6 +409,16 @@ def replay_dense(data, bids, asks):
     bid_sizes, bid_stamps, ask_sizes, ask_stamps = side_arrays
     bid_cells = np.flatnonzero(bid_sizes)  # ascending: best last, as BookSide wants
     ask_cells = np.flatnonzero(ask_sizes)[::-1]  # descending prices: best last
-    out.bids = BookSide(base + bid_cells * step, bid_sizes[bid_cells], bid_stamps[bid_cells])
-    out.asks = BookSide(base + ask_cells * step, ask_sizes[ask_cells], ask_stamps[ask_cells])
+    far = ~near_bids
+    out.bids = BookSide(
+        np.concatenate([bids.prices[far], base + bid_cells * step]),
+        np.concatenate([bids.sizes[far], bid_sizes[bid_cells]]),
+        np.concatenate([bids.stamps[far], bid_stamps[bid_cells]]),
+    )
+    far = ~near_asks
+    out.asks = BookSide(
+        np.concatenate([asks.prices[far], base + ask_cells * step]),
+        np.concatenate([asks.sizes[far], ask_sizes[ask_cells]]),
+        np.concatenate([asks.stamps[far], ask_stamps[ask_cells]]),
+    )
     return out

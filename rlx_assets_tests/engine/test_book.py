@@ -175,3 +175,79 @@ def test_vendor_snapshots_heal_a_lost_message(messages: list[Message], data) -> 
     out = replay(_input(gapped, {snapshot_at: tops[snapshot_at]}), *_empty())
     assert _top(out, snapshot_at) == tops[snapshot_at]
     assert bool(out.resynced[snapshot_at]) == (not out.vendor_match[snapshot_at])
+
+
+def _deep_book(near: int, far: int, best_bid: int, best_ask: int) -> tuple[BookSide, BookSide]:
+    """`near` levels next to the touch on each side and `far` levels a long way off (as a REST
+    snapshot gives them), in the engine's layout (best last)."""
+    bid_prices = [best_bid - 10_000_000 - i for i in range(far)] + [
+        best_bid - i for i in range(near)
+    ]
+    ask_prices = [best_ask + 10_000_000 + i for i in range(far)] + [
+        best_ask + i for i in range(near)
+    ]
+    bids = np.sort(np.array(bid_prices, dtype=np.int64))
+    asks = np.sort(np.array(ask_prices, dtype=np.int64))[::-1].copy()
+    return (
+        BookSide(bids, np.full(bids.size, 3, np.int64), np.zeros(bids.size, np.int64)),
+        BookSide(asks, np.full(asks.size, 4, np.int64), np.zeros(asks.size, np.int64)),
+    )
+
+
+def _same(first, second) -> None:
+    for name in ("bid_prices", "bid_sizes", "ask_prices", "ask_sizes", "resynced"):
+        assert np.array_equal(getattr(first, name), getattr(second, name)), name
+    assert np.array_equal(first.repaired_levels, second.repaired_levels)
+    assert np.array_equal(first.vendor_match, second.vendor_match)
+    for side in ("bids", "asks"):
+        for part in ("prices", "sizes", "stamps"):
+            assert np.array_equal(
+                getattr(getattr(first, side), part), getattr(getattr(second, side), part)
+            ), (side, part)
+
+
+def test_far_levels_wait_outside_the_dense_window(monkeypatch) -> None:
+    """A book reaching 10M ticks from the mid replays on a small dense window, far levels kept."""
+    import rlx_assets.engine.book as book
+    from rlx_assets.engine.dense_book import replay_dense
+
+    bids, asks = _deep_book(near=30, far=5, best_bid=1_000, best_ask=1_001)
+    messages = [[(True, 1_000, 9), (False, 1_002, 6)], [(True, 999, 2), (False, 1_001, 7)]]
+    data = _input(messages)
+    expected = book.replay(data, bids, asks, kernel="sorted")
+
+    def no_fallback(*args):
+        raise AssertionError("the window sufficed; the sorted kernel must not run")
+
+    monkeypatch.setattr(book, "_replay_sorted", no_fallback)
+    out = replay_dense(data, bids, asks)
+    _same(out, expected)
+    assert out.bids.prices[0] == 1_000 - 10_000_000 - 4  # the far levels are still there
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    near=st.integers(18, 30),
+    far=st.integers(0, 3),
+    messages=st.lists(
+        st.lists(
+            st.tuples(st.booleans(), st.integers(990, 1_010), st.integers(0, 3)),
+            min_size=1,
+            max_size=6,
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_the_dense_window_gives_the_sorted_kernels_output(near, far, messages) -> None:
+    """Deep books whose touch side may run short of 20 near levels: same output either way
+    (the dense kernel hands such a chunk to the sorted one; with fewer than 20 near levels the
+    window would reach the far ones, too wide: "auto" replays it sorted)."""
+    import rlx_assets.engine.book as book
+
+    bids, asks = _deep_book(near=near, far=far, best_bid=1_000, best_ask=1_001)
+    data = _input(messages)
+    _same(
+        book.replay(data, bids, asks, kernel="auto"),
+        book.replay(data, bids, asks, kernel="sorted"),
+    )
