@@ -18,6 +18,9 @@ MAX_CELLS = 1 << 24  # per side: 16M cells, 2 arrays of int64 -> 256 MB at most
 DONE = 0
 NEEDS_FAR_LEVELS = 1  # a side's window ran short of 20 levels while levels lay beyond it
 WINDOW_LEVELS = 1000  # book levels per side the window takes in, when the grid allows
+WINDOW_CELLS = 1 << 22  # a wider candidate window is skipped for a narrower one (128 MB)
+ROW_QUANTILE = 0.001  # rows outside these quantiles of a chunk's prices may be left outside
+PAD_STEPS = 1024  # book levels this far beyond a window's core are taken in
 
 
 @numba.njit(cache=True, nogil=True)
@@ -39,6 +42,31 @@ def _next_ask(sizes, start):
 
 
 @numba.njit(cache=True, nogil=True)
+def _far_apply(keys, sizes, stamps, count, key, size, stamp):
+    """Set, insert or remove one level in ascending `keys[:count]`; returns the new count."""
+    position = np.searchsorted(keys[:count], key)
+    found = position < count and keys[position] == key
+    if size == 0:
+        if found:
+            keys[position : count - 1] = keys[position + 1 : count]
+            sizes[position : count - 1] = sizes[position + 1 : count]
+            stamps[position : count - 1] = stamps[position + 1 : count]
+            count -= 1
+    elif found:
+        sizes[position] = size
+        stamps[position] = stamp
+    else:
+        keys[position + 1 : count + 1] = keys[position:count].copy()
+        sizes[position + 1 : count + 1] = sizes[position:count].copy()
+        stamps[position + 1 : count + 1] = stamps[position:count].copy()
+        keys[position] = key
+        sizes[position] = size
+        stamps[position] = stamp
+        count += 1
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
 def _replay_dense(
     message_starts,
     sequence_numbers,
@@ -51,7 +79,14 @@ def _replay_dense(
     snap_ask_cells,
     snap_ask_sizes,
     force_resync_message,
+    prices,
+    far_bid_keys,
+    far_bid_sizes,
+    far_bid_stamps,
     far_bids,
+    far_ask_keys,
+    far_ask_sizes,
+    far_ask_stamps,
     far_asks,
     bid_sizes,
     bid_stamps,
@@ -83,6 +118,34 @@ def _replay_dense(
         for row in range(message_starts[message], message_starts[message + 1]):
             cell = cells_of_rows[row]
             size = sizes[row]
+            if cell < 0 or cell >= cells:
+                # Beyond the window: a deep level, kept in a small sorted side array (bids by
+                # price, asks by -price). One on the touch's side of the window is not deep.
+                if side_is_bid[row]:
+                    if cell >= 0:
+                        return NEEDS_FAR_LEVELS, far_bids, far_asks
+                    far_bids = _far_apply(
+                        far_bid_keys,
+                        far_bid_sizes,
+                        far_bid_stamps,
+                        far_bids,
+                        prices[row],
+                        size,
+                        stamp,
+                    )
+                else:
+                    if cell < 0:
+                        return NEEDS_FAR_LEVELS, far_bids, far_asks
+                    far_asks = _far_apply(
+                        far_ask_keys,
+                        far_ask_sizes,
+                        far_ask_stamps,
+                        far_asks,
+                        -prices[row],
+                        size,
+                        stamp,
+                    )
+                continue
             if side_is_bid[row]:
                 if size == 0:
                     if bid_sizes[cell] > 0:
@@ -134,7 +197,7 @@ def _replay_dense(
         # Emit first; the vendor comparison reads the emitted row (no second walk), and the row
         # is emitted again only when a resync or a final uncrossing changed the book.
         if (bid_count < LEVELS and far_bids) or (ask_count < LEVELS and far_asks):
-            return NEEDS_FAR_LEVELS
+            return NEEDS_FAR_LEVELS, far_bids, far_asks
         _emit(
             message,
             best_bid,
@@ -193,7 +256,7 @@ def _replay_dense(
                 while depth < LEVELS and snap_bid_sizes[snapshot, depth] > 0:
                     depth += 1
                 if depth < LEVELS and far_bids:
-                    return NEEDS_FAR_LEVELS  # the whole side is replaced, far levels too
+                    return NEEDS_FAR_LEVELS, far_bids, far_asks  # the whole side, far levels too
                 floor = snap_bid_cells[snapshot, LEVELS - 1] if depth == LEVELS else 0
                 cell = best_bid
                 while bid_count > 0 and cell >= floor:
@@ -212,7 +275,7 @@ def _replay_dense(
                 while depth < LEVELS and snap_ask_sizes[snapshot, depth] > 0:
                     depth += 1
                 if depth < LEVELS and far_asks:
-                    return NEEDS_FAR_LEVELS
+                    return NEEDS_FAR_LEVELS, far_bids, far_asks
                 ceiling = snap_ask_cells[snapshot, LEVELS - 1] if depth == LEVELS else cells - 1
                 cell = best_ask
                 while ask_count > 0 and cell <= ceiling:
@@ -239,7 +302,7 @@ def _replay_dense(
         out_repaired[message] = repaired
         if changed:
             if (bid_count < LEVELS and far_bids) or (ask_count < LEVELS and far_asks):
-                return NEEDS_FAR_LEVELS
+                return NEEDS_FAR_LEVELS, far_bids, far_asks
             _emit(
                 message,
                 best_bid,
@@ -253,7 +316,7 @@ def _replay_dense(
                 out_ask_cells,
                 out_ask_sizes,
             )
-    return DONE
+    return DONE, far_bids, far_asks
 
 
 @numba.njit(cache=True, nogil=True)
@@ -322,15 +385,42 @@ def price_grid(
     return (low, step, cells) if cells <= MAX_CELLS else None
 
 
-def replay_dense(data, bids, asks):
-    """`book.replay` on a dense grid over a window of prices; None when the window spans too
-    many grid steps.
+def _windows(data, bids, asks, snapshot_prices, levels):
+    """Candidate (low, high, cell limit) windows, widest first. The core: every row, the
+    vendor's levels and the book's top 20; else the rows between their 0.1% and 99.9%
+    quantiles instead of every row; else no rows. Each core takes in book levels beyond it, up
+    to 1,000 a side and a few times the chunk's rows in price steps (the grid is set up in
+    time proportional to its cells). Rows beyond the chosen window are deep levels the kernel
+    keeps aside."""
+    rows = np.asarray(data.prices)
+    touch = [*snapshot_prices, bids.prices[-levels:], asks.prices[-levels:]]
+    cores = [[rows, *touch]]
+    if rows.size:
+        cores.append([np.quantile(rows, [ROW_QUANTILE, 1 - ROW_QUANTILE]).astype(np.int64), *touch])
+    cores.append(touch)
+    pad = max(PAD_STEPS, 4 * rows.size)
+    for index, arrays in enumerate(cores):
+        present = [p for p in arrays if p.size]
+        if not present:
+            continue
+        low = min(int(p.min()) for p in present)
+        high = max(int(p.max()) for p in present)
+        if bids.prices.size:  # bids ascend: the 1,000th best is first of the last 1,000
+            low = min(low, max(int(bids.prices[-WINDOW_LEVELS:][0]), low - pad))
+        if asks.prices.size:
+            high = max(high, min(int(asks.prices[-WINDOW_LEVELS:][0]), high + pad))
+        yield low, high, WINDOW_CELLS if index < len(cores) - 1 else MAX_CELLS
 
-    The window covers every price the chunk's deltas and vendor snapshots carry and the book's
-    top 1,000 levels (top 20 when that is too wide): deep levels beyond it (a REST snapshot
-    reaches far from the mid) wait aside, untouched, and join the book again afterwards. Should
-    a side run short of 20 levels inside the window while levels wait beyond it, the chunk is
-    replayed by the sorted kernel instead.
+
+def replay_dense(data, bids, asks):
+    """`book.replay` on a dense grid over a window of prices; None when even the narrowest
+    window spans too many grid steps.
+
+    The window holds what a chunk mostly touches (see `_windows`): rows and levels beyond it
+    (a REST snapshot and Binance's diff stream reach millions of ticks from the mid) live in
+    small sorted arrays inside the kernel and join the book again afterwards. Should a side run
+    short of 20 levels inside the window while levels wait beyond it, or a row land beyond the
+    window on the touch's side, the chunk is replayed by the sorted kernel instead.
     """
     from rlx_assets.engine.book import (
         LEVELS,
@@ -342,54 +432,69 @@ def replay_dense(data, bids, asks):
         snapshot_matrices,
     )
 
+    starts, sequence, side_is_bid, prices, sizes, snapshot_of_message = message_arrays(data)
     snapshot_prices = [
         np.asarray(data.snapshot_bid_prices)[np.asarray(data.snapshot_bid_sizes) > 0],
         np.asarray(data.snapshot_ask_prices)[np.asarray(data.snapshot_ask_sizes) > 0],
     ]
     grid = None
-    for depth in (WINDOW_LEVELS, LEVELS):  # a deeper window runs short of levels less often
-        # Best levels are last in a BookSide.
-        window = [data.prices, *snapshot_prices, bids.prices[-depth:], asks.prices[-depth:]]
-        present = [p for p in window if p.size]
-        low = min((int(p.min()) for p in present), default=0)
-        high = max((int(p.max()) for p in present), default=0)
+    for low, high, limit in _windows(data, bids, asks, snapshot_prices, LEVELS):
+        inside = (prices >= low) & (prices <= high)
         near_bids = bids.prices >= low  # a suffix: bids ascend
         near_asks = asks.prices <= high  # a suffix: asks descend
-        grid = price_grid([*window, bids.prices[near_bids], asks.prices[near_asks]])
-        if grid is not None:
+        grid = price_grid(
+            [prices[inside], *snapshot_prices, bids.prices[near_bids], asks.prices[near_asks]]
+        )
+        if grid is not None and grid[2] <= limit:
             break
+        grid = None
     if grid is None:
         return None
     base, step, cells = grid
+    if prices.size:
+        # The window is what the grid holds (prices inside may all lie below `high`).
+        low, high = base, base + (cells - 1) * step
 
-    def to_cells(prices: np.ndarray) -> np.ndarray:
-        offsets = np.asarray(prices, dtype=np.int64) - base
+    def to_cells(values: np.ndarray) -> np.ndarray:
+        offsets = np.asarray(values, dtype=np.int64) - base
         return offsets if step == 1 else offsets // step
 
     side_arrays = []
     for side, near in ((bids, near_bids), (asks, near_asks)):
-        sizes = np.zeros(cells, dtype=np.int64)
-        stamps = np.zeros(cells, dtype=np.int64)
-        sizes[to_cells(side.prices[near])] = side.sizes[near]
-        stamps[to_cells(side.prices[near])] = side.stamps[near]
-        side_arrays += [sizes, stamps]
-    far_bids, far_asks = int((~near_bids).sum()), int((~near_asks).sum())
+        grid_sizes = np.zeros(cells, dtype=np.int64)
+        grid_stamps = np.zeros(cells, dtype=np.int64)
+        grid_sizes[to_cells(side.prices[near])] = side.sizes[near]
+        grid_stamps[to_cells(side.prices[near])] = side.stamps[near]
+        side_arrays += [grid_sizes, grid_stamps]
+    row_cells = to_cells(prices)
+    below, above = prices < low, prices > high
+    row_cells[below], row_cells[above] = -1, cells
+    far_arrays = []
+    for keys, side, near, beyond in (
+        (bids.prices, bids, near_bids, below & side_is_bid),
+        (-asks.prices, asks, near_asks, above & ~side_is_bid),
+    ):
+        count = int((~near).sum())
+        capacity = count + int(beyond.sum())
+        arrays = [np.zeros(capacity, dtype=np.int64) for _ in range(3)]
+        arrays[0][:count], arrays[1][:count] = keys[~near], side.sizes[~near]
+        arrays[2][:count] = side.stamps[~near]
+        far_arrays += [*arrays, count]
     out = empty_output(data, bids, asks)  # prices hold cells until converted below
     snapshots = snapshot_matrices(data)
     snapshots[0] = np.where(snapshots[1] > 0, to_cells(snapshots[0]), 0)
     snapshots[2] = np.where(snapshots[3] > 0, to_cells(snapshots[2]), 0)
-    starts, sequence, side_is_bid, prices, sizes, snapshot_of_message = message_arrays(data)
-    status = _replay_dense(
+    status, far_bids, far_asks = _replay_dense(
         starts,
         sequence,
         side_is_bid,
-        to_cells(prices),
+        row_cells,
         sizes,
         snapshot_of_message,
         *snapshots,
         data.force_resync_message,
-        far_bids,
-        far_asks,
+        prices,
+        *far_arrays,
         *side_arrays,
         *output_buffers(out),
     )
@@ -409,16 +514,17 @@ def replay_dense(data, bids, asks):
     bid_sizes, bid_stamps, ask_sizes, ask_stamps = side_arrays
     bid_cells = np.flatnonzero(bid_sizes)  # ascending: best last, as BookSide wants
     ask_cells = np.flatnonzero(ask_sizes)[::-1]  # descending prices: best last
-    far = ~near_bids
+    far_bid_keys, far_bid_sizes, far_bid_stamps = far_arrays[0:3]
+    far_ask_keys, far_ask_sizes, far_ask_stamps = far_arrays[4:7]
+    # Deep bids lie below the window and deep asks above it: they come first in each side.
     out.bids = BookSide(
-        np.concatenate([bids.prices[far], base + bid_cells * step]),
-        np.concatenate([bids.sizes[far], bid_sizes[bid_cells]]),
-        np.concatenate([bids.stamps[far], bid_stamps[bid_cells]]),
+        np.concatenate([far_bid_keys[:far_bids], base + bid_cells * step]),
+        np.concatenate([far_bid_sizes[:far_bids], bid_sizes[bid_cells]]),
+        np.concatenate([far_bid_stamps[:far_bids], bid_stamps[bid_cells]]),
     )
-    far = ~near_asks
     out.asks = BookSide(
-        np.concatenate([asks.prices[far], base + ask_cells * step]),
-        np.concatenate([asks.sizes[far], ask_sizes[ask_cells]]),
-        np.concatenate([asks.stamps[far], ask_stamps[ask_cells]]),
+        np.concatenate([-far_ask_keys[:far_asks], base + ask_cells * step]),
+        np.concatenate([far_ask_sizes[:far_asks], ask_sizes[ask_cells]]),
+        np.concatenate([far_ask_stamps[:far_asks], ask_stamps[ask_cells]]),
     )
     return out
