@@ -226,7 +226,11 @@ def decimal_digits_needed(values: pa.Array | pa.ChunkedArray) -> int:
 def decimal_to_scaled(values: pa.Array | pa.ChunkedArray, digits: int) -> np.ndarray:
     """decimal128 -> int64 at 10**-digits (nulls become 0); raises if a value does not fit."""
     if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+        if values.num_chunks == 1:
+            values = values.chunk(0)
+        else:  # chunk by chunk: no copy of the decimals first
+            parts = [decimal_to_scaled(chunk, digits) for chunk in values.chunks]
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     if len(values) == 0:
         return np.zeros(0, dtype=np.int64)
     scale = values.type.scale if isinstance(values.type, pa.Decimal128Type) else None

@@ -394,12 +394,16 @@ def _windows(data, bids, asks, snapshot_prices, levels):
     keeps aside."""
     rows = np.asarray(data.prices)
     touch = [*snapshot_prices, bids.prices[-levels:], asks.prices[-levels:]]
-    cores = [[rows, *touch]]
-    if rows.size:
-        cores.append([np.quantile(rows, [ROW_QUANTILE, 1 - ROW_QUANTILE]).astype(np.int64), *touch])
-    cores.append(touch)
+
+    def cores():
+        if rows.size:
+            yield [np.array([rows.min(), rows.max()]), *touch]
+            # Only when every row does not fit: a partition of the rows costs a few ms.
+            yield [np.quantile(rows, [ROW_QUANTILE, 1 - ROW_QUANTILE]).astype(np.int64), *touch]
+        yield touch
+
     pad = max(PAD_STEPS, 4 * rows.size)
-    for index, arrays in enumerate(cores):
+    for arrays in cores():
         present = [p for p in arrays if p.size]
         if not present:
             continue
@@ -409,7 +413,7 @@ def _windows(data, bids, asks, snapshot_prices, levels):
             low = min(low, max(int(bids.prices[-WINDOW_LEVELS:][0]), low - pad))
         if asks.prices.size:
             high = max(high, min(int(asks.prices[-WINDOW_LEVELS:][0]), high + pad))
-        yield low, high, WINDOW_CELLS if index < len(cores) - 1 else MAX_CELLS
+        yield low, high, WINDOW_CELLS if arrays is not touch else MAX_CELLS
 
 
 def replay_dense(data, bids, asks):
@@ -438,12 +442,14 @@ def replay_dense(data, bids, asks):
         np.asarray(data.snapshot_ask_prices)[np.asarray(data.snapshot_ask_sizes) > 0],
     ]
     grid = None
+    every_row = (int(prices.min()), int(prices.max())) if prices.size else (0, 0)
     for low, high, limit in _windows(data, bids, asks, snapshot_prices, LEVELS):
-        inside = (prices >= low) & (prices <= high)
         near_bids = bids.prices >= low  # a suffix: bids ascend
         near_asks = asks.prices <= high  # a suffix: asks descend
+        all_inside = low <= every_row[0] and every_row[1] <= high
+        inside = prices if all_inside else prices[(prices >= low) & (prices <= high)]
         grid = price_grid(
-            [prices[inside], *snapshot_prices, bids.prices[near_bids], asks.prices[near_asks]]
+            [inside, *snapshot_prices, bids.prices[near_bids], asks.prices[near_asks]]
         )
         if grid is not None and grid[2] <= limit:
             break
@@ -467,15 +473,18 @@ def replay_dense(data, bids, asks):
         grid_stamps[to_cells(side.prices[near])] = side.stamps[near]
         side_arrays += [grid_sizes, grid_stamps]
     row_cells = to_cells(prices)
-    below, above = prices < low, prices > high
-    row_cells[below], row_cells[above] = -1, cells
+    if all_inside:
+        below = above = np.zeros(prices.size, dtype=np.bool_)
+    else:
+        below, above = prices < low, prices > high
+        row_cells[below], row_cells[above] = -1, cells
     far_arrays = []
     for keys, side, near, beyond in (
         (bids.prices, bids, near_bids, below & side_is_bid),
         (-asks.prices, asks, near_asks, above & ~side_is_bid),
     ):
         count = int((~near).sum())
-        capacity = count + int(beyond.sum())
+        capacity = count + (0 if all_inside else int(beyond.sum()))
         arrays = [np.zeros(capacity, dtype=np.int64) for _ in range(3)]
         arrays[0][:count], arrays[1][:count] = keys[~near], side.sizes[~near]
         arrays[2][:count] = side.stamps[~near]

@@ -113,7 +113,7 @@ def _state_sides(state: pa.Table, price_digits: int, size_digits: int) -> tuple[
     return sides[0], sides[1]
 
 
-def _opening_burst(starts: np.ndarray, side_is_bid: np.ndarray) -> bool:
+def opening_burst(starts: np.ndarray, side_is_bid: np.ndarray) -> bool:
     """Does the first message carry a whole book (both sides, at least 20 levels each)?"""
     if starts.size < 2:
         return False
@@ -385,7 +385,7 @@ def prepare_replay(
         seed, first_published, force = SEED_PREVIOUS_STATE, 0, -1
     else:
         bids, asks = BookSide.empty(), BookSide.empty()
-        if _opening_burst(starts, side_is_bid):
+        if opening_burst(starts, side_is_bid):
             seed, first_published, force = SEED_SNAPSHOT_BURST, 0, -1
         elif matched.any():
             first_published = int(np.argmax(matched))
@@ -504,7 +504,7 @@ class DayReplay:
         first_published = 0
         if self.seed is None:
             matched = data.snapshot_of_message >= 0
-            if self.chunks == 0 and _opening_burst(starts, data.side_is_bid):
+            if self.chunks == 0 and opening_burst(starts, data.side_is_bid):
                 self.seed = SEED_SNAPSHOT_BURST
             elif not self.seed_from_vendor:
                 self.seed = SEED_EMPTY

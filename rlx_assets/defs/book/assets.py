@@ -29,12 +29,14 @@ from rlx_assets.defs.book.streaming import (
     fingerprint,
     stream_day,
 )
+from rlx_assets.engine.book import message_starts
 from rlx_assets.engine.events import chronology_violations, unified_events
 from rlx_assets.engine.raw import day_bounds_ns
 from rlx_assets.engine.reconstruct import (
     DayReplay,
     Reconstruction,
     day_digits,
+    opening_burst,
     reconstruct_day,
     recorded_digits,
 )
@@ -72,8 +74,14 @@ def _reconstruct(
         price_digits = max(price_digits, *(r[0] for r in recorded))
         size_digits = max(size_digits, *(r[1] for r in recorded))
     has_state = previous_state is not None and previous_state.num_rows > 0
-    seed_from_vendor = not has_state and delta_sequences_meet(
-        deltas, snapshots.read(columns=["sequence_number"]).column(0).to_numpy()
+    # Whether a vendor snapshot can seed a cold day takes a pass over every sequence number;
+    # a day that opens with a whole book (the usual cold start) does not need to know.
+    seed_from_vendor = (
+        not has_state
+        and not _opens_with_a_burst(deltas)
+        and delta_sequences_meet(
+            deltas, snapshots.read(columns=["sequence_number"]).column(0).to_numpy()
+        )
     )
     day_replay = DayReplay(previous_state, price_digits, size_digits, day, seed_from_vendor)
     checkpoints = None
@@ -86,6 +94,16 @@ def _reconstruct(
         )
         checkpoints = Checkpoints(checkpoint_folder, inputs)
     return stream_day(deltas, snapshots, day_replay, writer, chunk_rows, checkpoints)
+
+
+def _opens_with_a_burst(deltas: pq.ParquetFile) -> bool:
+    """Does the first delta message carry a whole book (as `DayReplay` decides on its first
+    chunk)? Read from the first rows only; unsure (one message fills them) counts as no."""
+    batch = next(deltas.iter_batches(100_000, columns=["sequence_number", "side_is_bid"]), None)
+    if batch is None:
+        return False
+    starts = message_starts(batch.column(0).to_numpy())
+    return starts.size > 2 and opening_burst(starts, batch.column(1).to_numpy(False))
 
 
 def build_book_assets(partitions_def) -> list[AssetsDefinition]:

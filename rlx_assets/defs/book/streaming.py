@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rlx_assets.engine.reconstruct import ChunkInput, DayReplay, PublishedRows, Reconstruction
@@ -35,21 +34,31 @@ AHEAD = 2  # chunks a stage may run ahead of the next one
 _END = object()
 
 
+DELTA_COLUMNS = ["origin_time", "received_time", "sequence_number", "side_is_bid", "price", "size"]
+
+
 def message_chunks(deltas: pq.ParquetFile, rows: int) -> Iterator[pa.Table]:
-    """Tables of about `rows` rows ending on whole messages (a message is never split)."""
+    """Tables of about `rows` rows ending on whole messages (a message is never split). The
+    rows are not copied: a chunk may hold two pieces (the end of one batch, then the next)."""
     carry: pa.Table | None = None
-    for batch in deltas.iter_batches(batch_size=rows):
+    columns = [name for name in DELTA_COLUMNS if name in deltas.schema_arrow.names]
+    for batch in deltas.iter_batches(batch_size=rows, columns=columns):
         table = pa.Table.from_batches([batch])
-        if carry is not None and carry.num_rows:
-            table = pa.concat_tables([carry, table])
-        sequence = table["sequence_number"]
-        # The last message may continue in the next batch: hold it back.
-        cut = int(pc.sum(pc.not_equal(sequence, sequence[-1])).as_py() or 0)
+        sequence = batch.column("sequence_number").to_numpy()
+        # The last message may continue in the next batch: hold it back (rows are in order).
+        cut = int(np.searchsorted(sequence, sequence[-1], side="left"))
+        if carry is not None and cut == 0:
+            carry = pa.concat_tables([carry, table])  # still no message boundary to cut at
+            continue
         if cut:
-            yield table.slice(0, cut).combine_chunks()
+            yield (
+                table.slice(0, cut)
+                if carry is None
+                else pa.concat_tables([carry, table.slice(0, cut)])
+            )
         carry = table.slice(cut)
     if carry is not None and carry.num_rows:
-        yield carry.combine_chunks()
+        yield carry
 
 
 SNAPSHOT_BATCH_ROWS = 16_384  # 80 decimal columns: about 21 MB decoded per batch
@@ -60,22 +69,30 @@ class SnapshotCursor:
 
     def __init__(self, snapshots: pq.ParquetFile, rows: int = SNAPSHOT_BATCH_ROWS) -> None:
         self._batches = snapshots.iter_batches(batch_size=rows)
-        self._buffer = snapshots.schema_arrow.empty_table()
+        self._pieces: list[pa.RecordBatch] = []
+        self._schema = snapshots.schema_arrow
         self._done = False
 
     def until(self, sequence: int) -> pa.Table:
-        while not self._done and (
-            self._buffer.num_rows == 0 or self._buffer["sequence_number"][-1].as_py() <= sequence
-        ):
-            batch = next(self._batches, None)
-            if batch is None:
-                self._done = True
-            else:
-                self._buffer = pa.concat_tables([self._buffer, pa.Table.from_batches([batch])])
-        mine = pc.less_equal(self._buffer["sequence_number"], sequence)
-        count = int(pc.sum(mine).as_py() or 0)
-        taken, self._buffer = self._buffer.slice(0, count), self._buffer.slice(count)
-        return taken.combine_chunks()
+        """The snapshots up to `sequence` (inclusive) not handed out yet (not copied)."""
+        taken: list[pa.RecordBatch] = []
+        while True:
+            if not self._pieces:
+                batch = None if self._done else next(self._batches, None)
+                if batch is None:
+                    self._done = True
+                    break
+                self._pieces.append(batch)
+            piece = self._pieces[0]
+            sequences = piece.column("sequence_number").to_numpy()
+            count = int(np.searchsorted(sequences, sequence, side="right"))
+            if count:
+                taken.append(piece.slice(0, count))
+            if count < piece.num_rows:
+                self._pieces[0] = piece.slice(count)
+                break
+            self._pieces.pop(0)
+        return pa.Table.from_batches(taken, schema=self._schema)
 
 
 def day_chunks(
