@@ -51,7 +51,7 @@ from rlx_assets.engine.decimals import (
     infer_step_exponent,
     scale_floats,
 )
-from rlx_assets.engine.reconstruct import prepare_replay
+from rlx_assets.engine.reconstruct import DayReplay, prepare_replay
 from rlx_assets.lake.schema import BOOK, BOOK_DELTAS
 from rlx_assets.resources.io_manager import PartitionWriter
 
@@ -70,6 +70,7 @@ MAX_E2E_OVER_LAKEAPI = 1.0
 MAX_PEAK_RSS_BYTES = 2 * GB
 MAX_TWO_DAY_RSS_RATIO = 1.2
 
+ENGINE_CHUNK_ROWS = 1_000_000  # as RLX_REPLAY_CHUNK_ROWS feeds the engine in the asset
 _CLEAN_CHUNK_ROWS = 2_000_000  # clean_day works in memory: a whole full-scale day needs ~18 GB
 
 
@@ -161,7 +162,7 @@ def step_build(work: Path, scale: float) -> dict[str, Any]:
         )
         if raw_writer is None or lake_writer is None:
             raw_writer = _AtomicWriter(raw_file)
-            lake_writer = _AtomicWriter(lake_file)
+            lake_writer = _AtomicWriter(lake_file, vendor_format=True)
         raw_writer.write(table)
         lake_writer.write(lake)
         kept += table.num_rows
@@ -183,17 +184,24 @@ def step_build(work: Path, scale: float) -> dict[str, Any]:
 
 
 class _AtomicWriter:
-    """A Parquet file written beside its final name and renamed over it when complete, with the
-    IO manager's own writer (options, row groups), so reads cost what they cost in the assets.
-    The lake-layout copy for lakeapi is written the same way: neither side reads a slower file."""
+    """A Parquet file written beside its final name and renamed over it when complete. Raw
+    tables go through the IO manager's own writer (options, row groups), so reads cost what they
+    cost in the assets; the copy lakeapi loads is written as Crypto Lake ships its files
+    (`*.snappy.parquet`: snappy, pyarrow's default dictionaries, like the shared fixture)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, vendor_format: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.staging = path, path.with_name(path.name + ".tmp")
-        self.writer = PartitionWriter(str(self.staging))
+        self.vendor_format = vendor_format
+        self.writer: Any = None if vendor_format else PartitionWriter(str(self.staging))
 
     def write(self, table: pa.Table) -> None:
-        self.writer.write(table)
+        if self.vendor_format:
+            if self.writer is None:
+                self.writer = pq.ParquetWriter(self.staging, table.schema, compression="snappy")
+            self.writer.write_table(table)
+        else:
+            self.writer.write(table)
 
     def close(self) -> None:
         self.writer.close()
@@ -245,44 +253,65 @@ def load_replay_input(work: Path, scale: float) -> ReplayInput:
     return replay_input(deltas, snapshots)
 
 
+def engine_chunks(work: Path, scale: float, chunk_rows: int) -> tuple[DayReplay, list]:
+    """The day as `reconstructed_book` feeds the engine: message-aligned chunks of about
+    `chunk_rows` delta rows with their vendor snapshots, prepared (decimals to scaled integers)
+    the way `DayReplay.prepare` does it on the reader thread. Preparation is not timed."""
+    from rlx_assets.defs.book.streaming import day_chunks
+    from rlx_assets.engine.reconstruct import DayReplay, recorded_digits
+
+    deltas = pq.ParquetFile(raw_path(work, scale, RAW_DELTAS))
+    snapshots = pq.ParquetFile(raw_path(work, scale, RAW_SNAPSHOTS))
+    digits = recorded_digits(deltas.schema_arrow)
+    template = DayReplay(None, *digits, DAY, seed_from_vendor=True)
+    prepared = [template.prepare(d, v) for d, v in day_chunks(deltas, snapshots, chunk_rows)]
+    return DayReplay(None, *digits, DAY, seed_from_vendor=True), prepared
+
+
 def step_engine(work: Path, scale: float, repeat: int, kernel: str) -> dict[str, Any]:
+    from rlx_assets.engine import reconstruct
+    from rlx_assets.engine.reconstruct import DayReplay
+
     started = time.perf_counter()
-    data = load_replay_input(work, scale)
+    first, chunks = engine_chunks(work, scale, ENGINE_CHUNK_ROWS)
     prepared = time.perf_counter() - started
-    empty = BookSide.empty()
-    # `replay` picks its kernel itself ("auto"); --kernel sorted/dense forces one.
-    options = {} if kernel == "auto" else {"kernel": kernel}
-    replay(_head(data, 1000), empty, empty, **options)  # JIT (or load the on-disk numba cache)
+    if kernel != "auto":  # --kernel sorted/dense forces one
+        reconstruct.replay = lambda data, bids, asks: replay(data, bids, asks, kernel=kernel)
+    price_digits, size_digits = first.price_digits, first.size_digits
+    warm = _head(chunks[0].data, 1000)
+    replay(warm, BookSide.empty(), BookSide.empty())  # JIT (or load the on-disk numba cache)
     seconds = []
     for _ in range(repeat):
+        day = DayReplay(None, price_digits, size_digits, DAY, seed_from_vendor=True)
         started = time.perf_counter()
-        out = replay(data, empty, empty, **options)
+        published = [day.replay_chunk(chunk) for chunk in chunks]
         seconds.append(time.perf_counter() - started)
     best = min(seconds)
-    rows, messages = int(data.prices.size), int(data.sequence_numbers.size)
+    result = day.finish()
+    rows = sum(int(chunk.data.prices.size) for chunk in chunks)
+    messages = sum(int(chunk.data.sequence_numbers.size) for chunk in chunks)
     return {
         "rows": rows,
         "messages": messages,
+        "chunks": len(chunks),
         "kernel": kernel,
         "prepare_seconds": prepared,
         "seconds": best,
         "seconds_all": seconds,
         "rows_per_s": rows / best,
         "messages_per_s": messages / best,
-        "resyncs": int(out.resynced.sum()),
-        "vendor_match_share": float(out.vendor_match[out.vendor_checked].mean())
-        if out.vendor_checked.any()
-        else None,
-        "final_best_bid": int(out.bids.prices[-1]) if out.bids.prices.size else None,
-        "final_best_ask": int(out.asks.prices[-1]) if out.asks.prices.size else None,
-        "final_depth": [int(out.bids.prices.size), int(out.asks.prices.size)],
+        "resyncs": int(sum(rows.resynced.sum() for rows in published)),
+        "vendor_match_share": result.stats["top20_match_share"],
+        "final_best_bid": int(day.bids.prices[-1]) if day.bids.prices.size else None,
+        "final_best_ask": int(day.asks.prices[-1]) if day.asks.prices.size else None,
+        "final_depth": [int(day.bids.prices.size), int(day.asks.prices.size)],
     }
 
 
 # --- lakeapi ---------------------------------------------------------------------------------
 
 
-def step_lakeapi(work: Path, scale: float) -> dict[str, Any]:
+def step_lakeapi(work: Path, scale: float, repeat: int) -> dict[str, Any]:
     os.chdir(scale_folder(work, scale))  # lakeapi creates a `.lake_cache` folder in the cwd
     try:
         from lakeapi.orderbook import OrderBookUpdater
@@ -297,15 +326,18 @@ def step_lakeapi(work: Path, scale: float) -> dict[str, Any]:
         pass
     del warm, book
 
-    started = time.perf_counter()
-    frame = pq.read_table(path, columns=LAKEAPI_COLUMNS).to_pandas()
-    load = time.perf_counter() - started
-    started = time.perf_counter()
-    book = OrderBookUpdater(frame)
-    updates = 0
-    while book.process_next_update():
-        updates += 1
-    seconds = time.perf_counter() - started
+    loads, replays = [], []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        frame = pq.read_table(path, columns=LAKEAPI_COLUMNS).to_pandas()
+        loads.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        book = OrderBookUpdater(frame)
+        updates = 0
+        while book.process_next_update():
+            updates += 1
+        replays.append(time.perf_counter() - started)
+    load, seconds = min(loads), min(replays)
     rows = len(frame)
     best_bid, best_ask = book.get_bests()
     return {
@@ -313,6 +345,7 @@ def step_lakeapi(work: Path, scale: float) -> dict[str, Any]:
         "updates": updates,  # lakeapi's steps: runs of rows with one received_time
         "load_seconds": load,
         "replay_seconds": seconds,
+        "replay_seconds_all": replays,
         "rows_per_s": rows / seconds,
         "final_best_bid": best_bid,
         "final_best_ask": best_ask,
@@ -810,7 +843,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated scales for the RSS series (default: scale/2, scale, 2*scale); "
         "'none' skips it",
     )
-    parser.add_argument("--repeat", type=int, default=1, help="engine-only timed runs (best)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed runs of the engine and of lakeapi (best)"
+    )
     parser.add_argument("--profile", action="store_true", help="also profile the engine's time")
     parser.add_argument(
         "--kernel",
@@ -838,7 +873,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = {
             "build": lambda: step_build(args.work, args.scale),
             "engine": lambda: step_engine(args.work, args.scale, args.repeat, args.kernel),
-            "lakeapi": lambda: step_lakeapi(args.work, args.scale),
+            "lakeapi": lambda: step_lakeapi(args.work, args.scale, args.repeat),
             "e2e": lambda: step_e2e(args.work, args.scale),
             "profile": lambda: step_profile(args.work, args.scale),
         }

@@ -45,6 +45,7 @@ def build_definitions(settings: RlxSettings) -> Definitions:
                 exchange=settings.exchange,
                 s3_endpoint_url=settings.s3_endpoint_url,
                 s3_anon=settings.s3_anon,
+                compression=settings.parquet_compression,
             ),
             "lake": LakeResource(
                 url=settings.lake_url,

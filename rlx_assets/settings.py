@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -47,6 +47,9 @@ class RlxSettings(BaseSettings):
 
     # Delta rows the book replay holds at once (memory follows this, not the day's size).
     replay_chunk_rows: int = Field(default=1_000_000, gt=0)
+
+    # Parquet codec of every asset: lz4 is the fastest to write and read, zstd the smallest.
+    parquet_compression: Literal["lz4", "zstd", "snappy"] = "lz4"
 
     # Grids "<SYMBOL>=<tick>/<lot>" (e.g. "BTC-USDT=0.01/0.00001"); absent -> inferred daily.
     instrument_grids: Annotated[dict[str, tuple[str, str]], NoDecode] = {}

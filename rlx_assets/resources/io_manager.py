@@ -63,15 +63,31 @@ COLUMNS = "columns"  # AssetIn(metadata={COLUMNS: [...]}): read only these colum
 
 # Every option that shapes the bytes is pinned, so a pyarrow upgrade that changes a default does
 # not silently change the files (and their hashes). Nothing time-dependent goes into a file.
-# zstd level 1 without dictionaries on the wide decimal columns: encoding and decoding a day's
-# book are the largest costs of the book step, and level 3 with dictionaries decoded 3x slower
-# for 4% smaller files (benchmarks/README.md).
+# No dictionaries on the wide decimal columns: encoding and decoding a day's book are the largest
+# costs of the book step, and dictionaries decoded 3x slower for 4% smaller files.
 _WRITE_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "compression_level": 1,
     "version": "2.6",
     "data_page_version": "1.0",
 }
+# Codecs a user may choose (RLX_PARQUET_COMPRESSION) and their pinned levels. lz4 (the default)
+# decodes and encodes a full-scale book day about 25% faster than zstd level 1, for files about
+# 45% larger; zstd suits long backfills where disk matters more than minutes.
+COMPRESSION_LEVELS: dict[str, int | None] = {"lz4": None, "zstd": 1, "snappy": None}
+DEFAULT_COMPRESSION = "lz4"
+
+
+def write_options(compression: str) -> dict[str, Any]:
+    if compression not in COMPRESSION_LEVELS:
+        raise ValueError(
+            f"Parquet compression {compression!r} is not one of {sorted(COMPRESSION_LEVELS)}"
+        )
+    return {
+        **_WRITE_OPTIONS,
+        "compression": compression,
+        "compression_level": COMPRESSION_LEVELS[compression],
+    }
+
+
 MAX_ROW_GROUP_ROWS = 1_000_000
 ROW_GROUP_BYTES = 64 << 20  # uncompressed: a reader holds one row group of a column set at a time
 
@@ -139,6 +155,9 @@ class ParquetIOManager(ConfigurableIOManager):
     )
     s3_anon: bool = Field(default=False, description="Anonymous S3 access (public buckets).")
     s3_region: str | None = Field(default=None, description="S3 region; None: botocore's default.")
+    compression: str = Field(
+        default=DEFAULT_COMPRESSION, description="Parquet codec: lz4 (fast), zstd (small), snappy."
+    )
 
     # -- dagster hooks -------------------------------------------------------------------------
 
@@ -201,7 +220,7 @@ class ParquetIOManager(ConfigurableIOManager):
         staging = f"{root}/{STAGING_DIR}" if local else tempfile.mkdtemp(prefix="rlx-")
         os.makedirs(staging, exist_ok=True)
         tmp = f"{staging}/{relpath.replace('/', '__')}.{uuid.uuid4().hex}.tmp"
-        writer = PartitionWriter(tmp)
+        writer = PartitionWriter(tmp, self.compression)
         try:
             yield writer
             writer.close()
@@ -242,9 +261,9 @@ class ParquetIOManager(ConfigurableIOManager):
         fs, root = self._filesystem()
         path = f"{root}/{relpath}"
         if isinstance(fs, LocalFileSystem):
-            size = _publish_local(fs, root, relpath, table)
+            size = _publish_local(fs, root, relpath, table, self.compression)
         else:
-            size = _publish_object(fs, path, table)
+            size = _publish_object(fs, path, table, self.compression)
         _remove_stale_parts(fs, path)
         return _location(fs, path), size
 
@@ -348,12 +367,12 @@ def _as_arrow_table(obj: object, asset: str) -> pa.Table:
     )
 
 
-def _write_parquet(table: pa.Table, sink: Any) -> None:
+def _write_parquet(table: pa.Table, sink: Any, compression: str) -> None:
     pq.write_table(
         table,
         sink,
         row_group_size=row_group_rows(table),
-        **_WRITE_OPTIONS,
+        **write_options(compression),
         **_schema_options(table.schema),
     )
 
@@ -362,8 +381,9 @@ class PartitionWriter:
     """Appends tables to one Parquet file (each table's rows in row groups sized as in
     whole-table writes), with the same pinned options."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, compression: str = DEFAULT_COMPRESSION) -> None:
         self.path = path
+        self.options = write_options(compression)
         self.rows = 0
         self.location: str | None = None
         self.size: int | None = None
@@ -372,7 +392,7 @@ class PartitionWriter:
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
             self._writer = pq.ParquetWriter(
-                self.path, table.schema, **_WRITE_OPTIONS, **_schema_options(table.schema)
+                self.path, table.schema, **self.options, **_schema_options(table.schema)
             )
         self._writer.write_table(table, row_group_size=row_group_rows(table))
         self.rows += table.num_rows
@@ -392,7 +412,9 @@ class PartitionWriter:
             self._writer = None
 
 
-def _publish_local(fs: AbstractFileSystem, root: str, relpath: str, table: pa.Table) -> int:
+def _publish_local(
+    fs: AbstractFileSystem, root: str, relpath: str, table: pa.Table, compression: str
+) -> int:
     """Write to a staging file, fsync, `os.replace` over `root/relpath`; returns the size."""
     path = f"{root}/{relpath}"
     parent = path.rsplit("/", 1)[0]
@@ -404,7 +426,7 @@ def _publish_local(fs: AbstractFileSystem, root: str, relpath: str, table: pa.Ta
     tmp = f"{staging_dir}/{relpath.replace('/', '__')}.{uuid.uuid4().hex}.tmp"
     try:
         with open(tmp, "wb") as f:
-            _write_parquet(table, f)
+            _write_parquet(table, f, compression)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on POSIX and Windows within one filesystem
@@ -416,10 +438,10 @@ def _publish_local(fs: AbstractFileSystem, root: str, relpath: str, table: pa.Ta
     return os.path.getsize(path)
 
 
-def _publish_object(fs: AbstractFileSystem, path: str, table: pa.Table) -> int:
+def _publish_object(fs: AbstractFileSystem, path: str, table: pa.Table, compression: str) -> int:
     """Serialize in memory, then one upload to the final key (atomic on object stores)."""
     sink = pa.BufferOutputStream()
-    _write_parquet(table, sink)
+    _write_parquet(table, sink, compression)
     data = sink.getvalue().to_pybytes()
     fs.pipe_file(path, data)
     return len(data)

@@ -199,6 +199,21 @@ def test_writes_hive_layout_with_metadata(tmp_path: Path) -> None:
     assert pq.read_table(expected).equals(_day_table("2024-08-08", "BTC-USDT"))
 
 
+@pytest.mark.parametrize(("codec", "written"), [("lz4", "LZ4"), ("zstd", "ZSTD")])
+def test_the_configured_codec_is_written_and_read_back(
+    tmp_path: Path, codec: str, written: str
+) -> None:
+    assert _run([trades], _io(str(tmp_path), compression=codec), DAY1).success
+    parquet = pq.ParquetFile(_file(tmp_path, "trades", DAY1.split("|")[0]))
+    assert parquet.metadata.row_group(0).column(0).compression == written
+    assert parquet.read().equals(_day_table("2024-08-08", "BTC-USDT"))
+
+
+def test_an_unknown_codec_is_refused_with_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match=r"brotli.*not one of"):
+        _run([trades], _io(str(tmp_path), compression="brotli"), DAY1, raise_on_error=True)
+
+
 def test_polars_reads_tree_with_hive_columns(tmp_path: Path) -> None:
     io_manager = _io(str(tmp_path))
     for key in (DAY1, DAY2, "2024-08-08|ETH-USDT"):
