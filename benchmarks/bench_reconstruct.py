@@ -51,7 +51,7 @@ from rlx_assets.engine.decimals import (
     infer_step_exponent,
     scale_floats,
 )
-from rlx_assets.engine.reconstruct import DayReplay, prepare_replay
+from rlx_assets.engine.reconstruct import DayReplay, day_digits, recorded_digits
 from rlx_assets.lake.schema import BOOK, BOOK_DELTAS
 from rlx_assets.resources.io_manager import PartitionWriter
 
@@ -218,8 +218,10 @@ def _write(table: pa.Table, path: Path) -> None:
 
 
 def replay_input(deltas: pa.Table, snapshots: pa.Table) -> ReplayInput:
-    """The engine's input for a cold day, prepared exactly as `reconstruct_day` prepares it."""
-    return prepare_replay(deltas, snapshots, None).data
+    """The whole day as one engine input, prepared as `DayReplay.prepare` prepares a chunk (the
+    synthetic day opens with a whole book, so no message is forced to resync)."""
+    digits = recorded_digits(deltas.schema) or day_digits(deltas, snapshots, None)
+    return DayReplay(None, *digits, DAY, seed_from_vendor=False).prepare(deltas, snapshots).data
 
 
 def _head(data: ReplayInput, messages: int) -> ReplayInput:
@@ -245,10 +247,9 @@ def _head(data: ReplayInput, messages: int) -> ReplayInput:
 
 
 def load_replay_input(work: Path, scale: float) -> ReplayInput:
-    deltas = pq.read_table(
-        raw_path(work, scale, RAW_DELTAS),
-        columns=["sequence_number", "side_is_bid", "price", "size"],
-    )
+    from rlx_assets.defs.book.streaming import DELTA_COLUMNS
+
+    deltas = pq.read_table(raw_path(work, scale, RAW_DELTAS), columns=DELTA_COLUMNS)
     snapshots = pq.read_table(raw_path(work, scale, RAW_SNAPSHOTS))
     return replay_input(deltas, snapshots)
 
@@ -258,7 +259,6 @@ def engine_chunks(work: Path, scale: float, chunk_rows: int) -> tuple[DayReplay,
     `chunk_rows` delta rows with their vendor snapshots, prepared (decimals to scaled integers)
     the way `DayReplay.prepare` does it on the reader thread. Preparation is not timed."""
     from rlx_assets.defs.book.streaming import day_chunks
-    from rlx_assets.engine.reconstruct import DayReplay, recorded_digits
 
     deltas = pq.ParquetFile(raw_path(work, scale, RAW_DELTAS))
     snapshots = pq.ParquetFile(raw_path(work, scale, RAW_SNAPSHOTS))
@@ -270,7 +270,6 @@ def engine_chunks(work: Path, scale: float, chunk_rows: int) -> tuple[DayReplay,
 
 def step_engine(work: Path, scale: float, repeat: int, kernel: str) -> dict[str, Any]:
     from rlx_assets.engine import reconstruct
-    from rlx_assets.engine.reconstruct import DayReplay
 
     started = time.perf_counter()
     first, chunks = engine_chunks(work, scale, ENGINE_CHUNK_ROWS)

@@ -196,21 +196,22 @@ def _replay_dense(
         out_match[message] = False
         # Emit first; the vendor comparison reads the emitted row (no second walk), and the row
         # is emitted again only when a resync or a final uncrossing changed the book.
-        if (bid_count < LEVELS and far_bids) or (ask_count < LEVELS and far_asks):
-            return NEEDS_FAR_LEVELS, far_bids, far_asks
-        _emit(
+        if not _emit(
             message,
             best_bid,
             best_ask,
             bid_count,
             ask_count,
+            far_bids,
+            far_asks,
             bid_sizes,
             ask_sizes,
             out_bid_cells,
             out_bid_sizes,
             out_ask_cells,
             out_ask_sizes,
-        )
+        ):
+            return NEEDS_FAR_LEVELS, far_bids, far_asks
         changed = bid_count > 0 and ask_count > 0 and best_bid >= best_ask
         if snapshot >= 0:
             matched = True
@@ -300,22 +301,22 @@ def _replay_dense(
             best_ask = _next_ask(ask_sizes, best_ask) if ask_count else cells
             repaired += 2
         out_repaired[message] = repaired
-        if changed:
-            if (bid_count < LEVELS and far_bids) or (ask_count < LEVELS and far_asks):
-                return NEEDS_FAR_LEVELS, far_bids, far_asks
-            _emit(
-                message,
-                best_bid,
-                best_ask,
-                bid_count,
-                ask_count,
-                bid_sizes,
-                ask_sizes,
-                out_bid_cells,
-                out_bid_sizes,
-                out_ask_cells,
-                out_ask_sizes,
-            )
+        if changed and not _emit(
+            message,
+            best_bid,
+            best_ask,
+            bid_count,
+            ask_count,
+            far_bids,
+            far_asks,
+            bid_sizes,
+            ask_sizes,
+            out_bid_cells,
+            out_bid_sizes,
+            out_ask_cells,
+            out_ask_sizes,
+        ):
+            return NEEDS_FAR_LEVELS, far_bids, far_asks
     return DONE, far_bids, far_asks
 
 
@@ -326,6 +327,8 @@ def _emit(
     best_ask,
     bid_count,
     ask_count,
+    far_bids,
+    far_asks,
     bid_sizes,
     ask_sizes,
     out_bid_cells,
@@ -333,7 +336,10 @@ def _emit(
     out_ask_cells,
     out_ask_sizes,
 ):
-    """The top 20 of each side into row `message` (cell 0 and size 0 past the last level)."""
+    """The top 20 of each side into row `message` (cell 0 and size 0 past the last level);
+    False, writing nothing, when a side's top 20 would reach levels beyond the window."""
+    if (bid_count < LEVELS and far_bids) or (ask_count < LEVELS and far_asks):
+        return False
     cells = bid_sizes.shape[0]
     cell = best_bid
     for level in range(LEVELS):
@@ -353,6 +359,7 @@ def _emit(
         else:
             out_ask_cells[message, level] = 0
             out_ask_sizes[message, level] = 0
+    return True
 
 
 @numba.njit(cache=True, nogil=True)

@@ -351,66 +351,6 @@ class PublishedRows:
         )
 
 
-@dataclass
-class PreparedReplay:
-    """A day's raw tables as the engine's input, with the cold-start decision taken."""
-
-    data: ReplayInput
-    bids: BookSide
-    asks: BookSide
-    price_digits: int
-    size_digits: int
-    seed: str
-    first_published: int  # messages before the seed are replayed but not published
-    message_starts: np.ndarray
-
-
-def prepare_replay(
-    deltas: pa.Table, snapshots: pa.Table, previous_state: pa.Table | None
-) -> PreparedReplay:
-    """Scaled integers at the digits every value needs, vendor snapshots aligned to messages,
-    and the seed: the previous day's state, else the opening burst, else the first vendor
-    snapshot of a message (resynced from), else an empty book."""
-    state = previous_state if previous_state is not None and previous_state.num_rows else None
-    price_digits, size_digits = day_digits(deltas, snapshots, state)
-    sequence = deltas["sequence_number"].to_numpy()
-    starts = message_starts(sequence)
-    message_sequence = sequence[starts[:-1]]
-    side_is_bid = deltas["side_is_bid"].to_numpy(zero_copy_only=False)
-    snapshots, snapshot_of_message = _align_snapshots(snapshots, message_sequence)
-    matched = snapshot_of_message >= 0
-
-    if state is not None:
-        bids, asks = _state_sides(state, price_digits, size_digits)
-        seed, first_published, force = SEED_PREVIOUS_STATE, 0, -1
-    else:
-        bids, asks = BookSide.empty(), BookSide.empty()
-        if opening_burst(starts, side_is_bid):
-            seed, first_published, force = SEED_SNAPSHOT_BURST, 0, -1
-        elif matched.any():
-            first_published = int(np.argmax(matched))
-            seed, force = SEED_VENDOR_SNAPSHOT, first_published
-        else:
-            seed, first_published, force = SEED_EMPTY, 0, -1
-
-    data = ReplayInput(
-        message_starts=starts,
-        sequence_numbers=message_sequence,
-        side_is_bid=side_is_bid,
-        prices=decimal_to_scaled(deltas["price"], price_digits),
-        sizes=decimal_to_scaled(deltas["size"], size_digits),
-        snapshot_of_message=snapshot_of_message,
-        snapshot_bid_prices=_matrix(snapshots, _level_names("bid", "price"), price_digits),
-        snapshot_bid_sizes=_matrix(snapshots, _level_names("bid", "size"), size_digits),
-        snapshot_ask_prices=_matrix(snapshots, _level_names("ask", "price"), price_digits),
-        snapshot_ask_sizes=_matrix(snapshots, _level_names("ask", "size"), size_digits),
-        force_resync_message=force,
-    )
-    return PreparedReplay(
-        data, bids, asks, price_digits, size_digits, seed, first_published, starts
-    )
-
-
 def vendor_seed_exists(delta_sequences: np.ndarray, snapshot_sequences: np.ndarray) -> bool:
     """Does any vendor snapshot carry the sequence number of a delta message?"""
     return bool(np.isin(snapshot_sequences, delta_sequences).any())
