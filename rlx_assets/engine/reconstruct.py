@@ -8,6 +8,7 @@ day's opening snapshot burst or its first vendor snapshot (`cold_start`).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -273,12 +274,38 @@ def _book_table(
 
 @dataclass
 class ChunkInput:
-    """A chunk of whole messages as `DayReplay.apply` takes it."""
+    """A chunk of whole messages as `DayReplay.replay_chunk` takes it."""
 
     data: ReplayInput
     origin_time: pa.ChunkedArray  # of each message's first row
     received_time: pa.ChunkedArray
     message_time: np.ndarray  # origin_time, else received_time, else 0: for gaps per hour
+
+
+_ROW_ARRAYS = (
+    "sequence",
+    "resynced",
+    "repaired",
+    "vendor_match",
+    "checked",
+    "deviation",
+    "message_time",
+)
+
+
+def message_figures(rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-message figures from published rows' arrays (`PublishedRows` fields, or the arrays
+    of `PublishedRows.to_arrays` as a checkpoint holds them)."""
+    checked = rows["checked"]
+    return {
+        "checked": checked,
+        "match": rows["vendor_match"] & checked,
+        "resynced": rows["resynced"],
+        "repaired": rows["repaired"],
+        "deviation": rows["deviation"],
+        "sequence": rows["sequence"],
+        "time": rows["message_time"],
+    }
 
 
 @dataclass
@@ -296,13 +323,15 @@ class PublishedRows:
     vendor_match: np.ndarray
     checked: np.ndarray
     deviation: np.ndarray
+    message_time: np.ndarray  # for gaps per hour
+
+    def figures(self) -> dict[str, np.ndarray]:
+        """The per-message figures `DayReplay.finish` turns into the day's stats."""
+        return message_figures(vars(self))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays (for a checkpoint); `from_arrays` gives the same rows back."""
-        arrays = {
-            name: getattr(self, name)
-            for name in ("sequence", "resynced", "repaired", "vendor_match", "checked", "deviation")
-        }
+        arrays = {name: getattr(self, name) for name in _ROW_ARRAYS}
         for name in ("origin_time", "received_time"):
             times = getattr(self, name)
             arrays[name] = pc.fill_null(times, 0).to_numpy()
@@ -328,11 +357,7 @@ class PublishedRows:
             },
             price_digits=price_digits,
             size_digits=size_digits,
-            **{
-                name: arrays[name]
-                for name in ("sequence", "resynced", "repaired", "vendor_match", "checked")
-            },
-            deviation=arrays["deviation"],
+            **{name: arrays[name] for name in _ROW_ARRAYS},
         )
 
     def table(self) -> pa.Table:
@@ -384,7 +409,6 @@ class DayReplay:
         self.messages_before_seed = 0
         self.chunks = 0
         self.crossed = 0
-        self._last_figures: dict[str, np.ndarray] = {}
         self._figures: dict[str, list[np.ndarray]] = {
             name: []
             for name in (
@@ -401,7 +425,7 @@ class DayReplay:
     def feed(self, deltas: pa.Table, snapshots: pa.Table) -> pa.Table:
         """Replay whole messages (raw_book_deltas rows, sorted); `snapshots` are the vendor rows
         of these messages (others are ignored). Returns the book rows published."""
-        return self.apply(self.prepare(deltas, snapshots))
+        return self.replay_chunk(self.prepare(deltas, snapshots)).table()
 
     def prepare(self, deltas: pa.Table, snapshots: pa.Table) -> ChunkInput:
         """The engine's input for a chunk: independent of the replay's state, so a reader
@@ -433,12 +457,9 @@ class DayReplay:
             message_time=times[first_rows],
         )
 
-    def apply(self, chunk: ChunkInput) -> pa.Table:
-        """Replay a prepared chunk from the current book; returns the book rows published."""
-        return self.replay_chunk(chunk).table()
-
     def replay_chunk(self, chunk: ChunkInput) -> PublishedRows:
-        """`apply`, with the rows left as arrays (their table can be built on another thread)."""
+        """Replay a prepared chunk from the current book; returns the rows published, as arrays
+        (their table can be built on another thread)."""
         data = chunk.data
         starts, message_sequence = data.message_starts, data.sequence_numbers
         first_published = 0
@@ -466,21 +487,8 @@ class DayReplay:
             "bid": (out.bid_prices[published], out.bid_sizes[published]),
             "ask": (out.ask_prices[published], out.ask_sizes[published]),
         }
-        checked = out.vendor_checked[published]
-        deviation = out.mid_deviation_bps[published]
-        self._last_figures = {
-            "checked": checked,
-            "match": out.vendor_match[published] & checked,
-            "resynced": out.resynced[published],
-            "repaired": out.repaired_levels[published],
-            "deviation": deviation,
-            "sequence": message_sequence[published],
-            "time": chunk.message_time[published],
-        }
-        for name, values in self._last_figures.items():
-            self._figures[name].append(values)
         self.crossed += crossed_rows(*levels["bid"], *levels["ask"])
-        return PublishedRows(
+        rows = PublishedRows(
             origin_time=chunk.origin_time.slice(first_published),
             received_time=chunk.received_time.slice(first_published),
             sequence=message_sequence[published],
@@ -490,13 +498,17 @@ class DayReplay:
             resynced=out.resynced[published],
             repaired=out.repaired_levels[published],
             vendor_match=out.vendor_match[published],
-            checked=checked,
-            deviation=deviation,
+            checked=out.vendor_checked[published],
+            deviation=out.mid_deviation_bps[published],
+            message_time=chunk.message_time[published],
         )
+        for name, values in rows.figures().items():
+            self._figures[name].append(values)
+        return rows
 
     def checkpoint(self) -> dict[str, np.ndarray]:
-        """What `apply` carries to the next chunk besides the per-message figures (see
-        `chunk_figures`), as plain arrays for `restore`."""
+        """What `replay_chunk` carries to the next chunk besides the per-message figures (those
+        of each chunk are its rows' `figures`), as plain arrays for `restore`."""
         arrays = {
             f"{side}_{part}": getattr(book, part)
             for side, book in (("bids", self.bids), ("asks", self.asks))
@@ -508,14 +520,9 @@ class DayReplay:
         arrays["seed"] = np.array([self.seed or ""])
         return arrays
 
-    def chunk_figures(self) -> dict[str, np.ndarray]:
-        """The per-message figures of the last chunk applied (saved once per chunk, so a
-        checkpoint does not rewrite the day's figures every time)."""
-        return dict(self._last_figures)
-
     def restore(self, arrays: dict[str, np.ndarray], figures: list[dict[str, np.ndarray]]) -> None:
-        """Continue from a `checkpoint` of the same day and settings, with the `chunk_figures`
-        of every chunk it covers, in order."""
+        """Continue from a `checkpoint` of the same day and settings, with the figures of every
+        chunk it covers, in order."""
         self.bids, self.asks = (
             BookSide(*(arrays[f"{side}_{part}"] for part in ("prices", "sizes", "stamps")))
             for side in ("bids", "asks")

@@ -96,20 +96,24 @@ def test_a_checkpoint_restored_into_a_new_replay_continues_exactly() -> None:
     def fresh() -> DayReplay:
         return DayReplay(None, price_digits, size_digits, day, seed_from_vendor=True)
 
-    def feed(replay: DayReplay, start: int, end: int) -> pa.Table:
+    def replay_chunk(replay: DayReplay, start: int, end: int) -> PublishedRows:
         chunk = deltas.slice(start, end - start)
         low, high = chunk["sequence_number"][0], chunk["sequence_number"][-1]
         mine = pc.and_(
             pc.greater_equal(snapshots["sequence_number"], low),
             pc.less_equal(snapshots["sequence_number"], high),
         )
-        return replay.feed(chunk, snapshots.filter(mine))
+        return replay.replay_chunk(replay.prepare(chunk, snapshots.filter(mine)))
+
+    def feed(replay: DayReplay, start: int, end: int) -> pa.Table:
+        return replay_chunk(replay, start, end).table()
 
     first = fresh()
     books, figures = [], []
     for bounds in chunks[:4]:
-        books.append(feed(first, *bounds))
-        figures.append({name: array.copy() for name, array in first.chunk_figures().items()})
+        rows = replay_chunk(first, *bounds)
+        books.append(rows.table())
+        figures.append({name: array.copy() for name, array in rows.figures().items()})
     saved = {name: array.copy() for name, array in first.checkpoint().items()}
     second = fresh()  # as after a crash: a new process restores the checkpoint
     second.restore(saved, figures)

@@ -26,7 +26,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rlx_assets.engine.reconstruct import ChunkInput, DayReplay, PublishedRows, Reconstruction
+from rlx_assets.engine.reconstruct import (
+    ChunkInput,
+    DayReplay,
+    PublishedRows,
+    Reconstruction,
+    message_figures,
+    vendor_seed_exists,
+)
 from rlx_assets.resources.io_manager import PartitionWriter
 
 T = TypeVar("T")
@@ -69,29 +76,23 @@ class SnapshotCursor:
 
     def __init__(self, snapshots: pq.ParquetFile, rows: int = SNAPSHOT_BATCH_ROWS) -> None:
         self._batches = snapshots.iter_batches(batch_size=rows)
-        self._pieces: list[pa.RecordBatch] = []
         self._schema = snapshots.schema_arrow
-        self._done = False
+        self._piece: pa.RecordBatch | None = None  # read, not handed out yet
 
     def until(self, sequence: int) -> pa.Table:
         """The snapshots up to `sequence` (inclusive) not handed out yet (not copied)."""
         taken: list[pa.RecordBatch] = []
         while True:
-            if not self._pieces:
-                batch = None if self._done else next(self._batches, None)
-                if batch is None:
-                    self._done = True
-                    break
-                self._pieces.append(batch)
-            piece = self._pieces[0]
+            piece = self._piece if self._piece is not None else next(self._batches, None)
+            if piece is None:
+                break
             sequences = piece.column("sequence_number").to_numpy()
             count = int(np.searchsorted(sequences, sequence, side="right"))
             if count:
                 taken.append(piece.slice(0, count))
-            if count < piece.num_rows:
-                self._pieces[0] = piece.slice(count)
+            self._piece = piece.slice(count) if count < piece.num_rows else None
+            if self._piece is not None:
                 break
-            self._pieces.pop(0)
         return pa.Table.from_batches(taken, schema=self._schema)
 
 
@@ -106,10 +107,8 @@ def day_chunks(
 
 def delta_sequences_meet(deltas: pq.ParquetFile, snapshot_sequences: np.ndarray) -> bool:
     """Does any vendor snapshot share a delta message's sequence number (read column-wise)?"""
-    for batch in deltas.iter_batches(batch_size=1_000_000, columns=["sequence_number"]):
-        if np.isin(snapshot_sequences, batch.column(0).to_numpy()).any():
-            return True
-    return False
+    batches = deltas.iter_batches(batch_size=1_000_000, columns=["sequence_number"])
+    return any(vendor_seed_exists(b.column(0).to_numpy(), snapshot_sequences) for b in batches)
 
 
 def read_ahead(items: Iterable[T], depth: int = AHEAD) -> Iterator[T]:
@@ -158,11 +157,11 @@ class WriteBehind:
 
 class Checkpoints:
     """A write-ahead record of a streaming replay on local disk. After each chunk: the rows it
-    published and its per-message figures (one segment file of plain arrays: cheap to write and
-    to read back, about 700 bytes per message while the partition is being written), then the
-    replay's state and the record pointing at it. A run killed at any point restarts from the
-    last complete set. Files are written under temporary names and renamed, so a kill mid-write
-    leaves the previous checkpoint intact."""
+    published (a segment file of plain arrays: cheap to write and to read back, about 700 bytes
+    per message while the partition is being written; the chunk's figures derive from them),
+    then the replay's state and the record pointing at it. A run killed at any point restarts
+    from the last complete set. Files are written under temporary names and renamed, so a kill
+    mid-write leaves the previous checkpoint intact."""
 
     def __init__(self, folder: Path, fingerprint: str) -> None:
         self.folder = folder
@@ -180,20 +179,15 @@ class Checkpoints:
             self.clear()  # other inputs or settings: start over
             return 0, None, []
         chunks = int(meta["chunks"])
-        figures = [self._load(self._segment(index), _FIGURE) for index in range(chunks)]
-        return chunks, self._load(self._state(chunks), ""), figures
+        figures = []
+        for index in range(chunks):
+            with np.load(self._segment(index)) as segment:  # reads only the figures' arrays
+                figures.append(message_figures(segment))
+        return chunks, self._load(self._state(chunks)), figures
 
-    def save(
-        self,
-        index: int,
-        rows: PublishedRows,
-        figures: dict[str, np.ndarray],
-        state: dict[str, np.ndarray],
-    ) -> None:
+    def save(self, index: int, rows: PublishedRows, state: dict[str, np.ndarray]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        segment = {f"{_ROWS}{name}": array for name, array in rows.to_arrays().items()}
-        segment.update({f"{_FIGURE}{name}": array for name, array in figures.items()})
-        _save_arrays(self._segment(index), segment)
+        _save_arrays(self._segment(index), rows.to_arrays())
         # The state is named by the chunks it covers and the record points at it last: a kill
         # between the two leaves the record on the previous, still present, state.
         _save_arrays(self._state(index + 1), state)
@@ -204,16 +198,12 @@ class Checkpoints:
         self.written += 1
 
     def rows(self, index: int) -> PublishedRows:
-        return PublishedRows.from_arrays(self._load(self._segment(index), _ROWS))
+        return PublishedRows.from_arrays(self._load(self._segment(index)))
 
     @staticmethod
-    def _load(path: Path, prefix: str) -> dict[str, np.ndarray]:
+    def _load(path: Path) -> dict[str, np.ndarray]:
         with np.load(path) as saved:
-            return {
-                name.removeprefix(prefix): saved[name]
-                for name in saved.files
-                if name.startswith(prefix)
-            }
+            return {name: saved[name] for name in saved.files}
 
     def _segment(self, index: int) -> Path:
         # Not named *.parquet: no reader's glob over the storage picks it up.
@@ -224,10 +214,6 @@ class Checkpoints:
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-_ROWS = "rows/"
-_FIGURE = "figure/"
 
 
 def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -285,9 +271,9 @@ def stream_day(
     def resend(index: int) -> None:
         writer.write(checkpoints.rows(index).table())
 
-    def publish(index: int, rows: PublishedRows, figures: dict, state: dict) -> None:
+    def publish(index: int, rows: PublishedRows, state: dict) -> None:
         if checkpoints is not None:
-            checkpoints.save(index, rows, figures, state)
+            checkpoints.save(index, rows, state)
         writer.write(rows.table())
 
     behind = WriteBehind()
@@ -300,7 +286,7 @@ def stream_day(
                 report.recovery_seconds = time.perf_counter() - started
             rows = replay.replay_chunk(chunk)
             state = replay.checkpoint() if checkpoints is not None else {}
-            behind.submit(publish, index, rows, replay.chunk_figures(), state)
+            behind.submit(publish, index, rows, state)
     except BaseException:
         behind.close(raise_errors=False)
         raise
