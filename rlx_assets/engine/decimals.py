@@ -74,8 +74,12 @@ def _decimal_digits(value: float) -> int:
     return max(0, -int(exponent))
 
 
-def scale_floats(values: np.ndarray, exponent: int) -> ScaledValues:
-    """Finite floats on a grid of 10**exponent -> exact integers (see module docstring)."""
+def scale_floats(values: np.ndarray, exponent: int, largest: float | None = None) -> ScaledValues:
+    """Finite floats on a grid of 10**exponent -> exact integers (see module docstring).
+
+    `largest` (|value| of the whole day, when `values` are one chunk of it) bounds the digits as
+    the whole day would, so every chunk of a day gets the digits of one whole-day call or fewer.
+    """
     values = np.asarray(values, dtype=np.float64)
     grid_digits = max(0, -exponent)
     off = _off_grid_steps(values, exponent) > 0 if values.size else np.zeros(0, bool)
@@ -83,7 +87,8 @@ def scale_floats(values: np.ndarray, exponent: int) -> ScaledValues:
     off_values = values[off]
     if off_values.size:
         digits = max(digits, max(_decimal_digits(v) for v in off_values))
-    largest = float(np.max(np.abs(values))) if values.size else 0.0
+    if largest is None:
+        largest = float(np.max(np.abs(values))) if values.size else 0.0
     while digits > grid_digits and largest * 10.0**digits >= _INT64_LIMIT / 2:
         digits -= 1
     digits = min(digits, MAX_DIGITS)

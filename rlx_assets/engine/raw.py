@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,11 +18,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rlx_assets.engine.decimals import (
-    infer_step_exponent,
+    GRID_SHARE,
+    MAX_DIGITS,
+    on_grid,
     scale_floats,
     scaled_to_decimal,
 )
+from rlx_assets.engine.runs import MemoryRuns, RunStore, SortedRuns, groups_whole
 from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns
+from rlx_assets.lake.source import RowGroup
 
 NS_PER_DAY = 86_400 * 10**9
 DIGITS_KEYS = {"price": b"rlx.price_digits", "size": b"rlx.size_digits"}
@@ -33,28 +38,43 @@ def day_bounds_ns(day: dt.date) -> tuple[int, int]:
 
 
 @dataclass
-class RawDay:
-    table: pa.Table
+class RawAccount:
+    """What happened to every row read for one partition of a raw table."""
+
     rows_read: int = 0
+    rows_kept: int = 0
     rows_other_days: int = 0
     duplicates_dropped: int = 0
     quarantined: Counter = field(default_factory=Counter)
-    quarantine: pa.Table | None = None  # the quarantined rows as read, with a `reason` column
     rows_from_neighbour_dt: int = 0
     origin_time_invalid: int = 0
     price_step_exponent: int = 0
     size_step_exponent: int = 0
     precision_loss_warnings: int = 0
     values_on_grid_checked: int = 0
+    digits: dict[str, int] = field(default_factory=dict)  # "price"/"size" -> fractional digits
+    sorted_runs: int = 0  # runs the day's rows were sorted in (1 when they came in order)
 
     @property
     def rows_quarantined(self) -> int:
         return sum(self.quarantined.values())
 
     def accounted(self) -> bool:
-        kept = self.table.num_rows
         gone = self.rows_other_days + self.duplicates_dropped + self.rows_quarantined
-        return self.rows_read == kept + gone
+        return self.rows_read == self.rows_kept + gone
+
+    def digits_metadata(self) -> dict[bytes, bytes]:
+        """Recorded with the table: every value is exact at these digits, so readers scale to
+        int64 without trial casts."""
+        return {DIGITS_KEYS[key]: str(value).encode() for key, value in self.digits.items()}
+
+
+@dataclass
+class RawDay(RawAccount):
+    """A partition cleaned in memory (`clean_day`): the account plus the tables."""
+
+    table: pa.Table | None = None
+    quarantine: pa.Table | None = None  # the quarantined rows as read, with a `reason` column
 
 
 def _price_columns(table_name: str) -> tuple[list[str], list[str]]:
@@ -69,10 +89,14 @@ def _price_columns(table_name: str) -> tuple[list[str], list[str]]:
 def _quarantine_reasons(table_name: str, table: pa.Table) -> np.ndarray:
     """One reason per row ('' keeps the row); the first reason found wins."""
     rows = table.num_rows
-    reasons = np.full(rows, "", dtype=object)
+    # Reasons by number while marking (comparing strings row by row is slow); named at the end.
+    codes = np.zeros(rows, dtype=np.int32)
+    names = [""]
 
     def mark(mask: np.ndarray, reason: str) -> None:
-        reasons[(reasons == "") & mask] = reason
+        if mask.any():
+            codes[(codes == 0) & mask] = len(names)
+            names.append(reason)
 
     def invalid_time(name: str) -> np.ndarray:
         return ~pc.fill_null(pc.greater(table[name], 0), False).to_numpy(zero_copy_only=False)
@@ -109,7 +133,7 @@ def _quarantine_reasons(table_name: str, table: pa.Table) -> np.ndarray:
         )
     if table_name == BOOK_DELTAS:
         mark(table["side_is_bid"].is_null().to_numpy(zero_copy_only=False), "null:side_is_bid")
-    return reasons
+    return np.asarray(names, dtype=object)[codes]
 
 
 def _effective_time(table: pa.Table) -> np.ndarray:
@@ -119,10 +143,219 @@ def _effective_time(table: pa.Table) -> np.ndarray:
     return np.where(origin > 0, origin, received)
 
 
-def _sort_keys(table_name: str) -> list[tuple[str, str]]:
+# Sort keys of a partition: int64 columns added while reading, compared left to right; `_order`
+# (source index << 40 | row in source) makes every key unique and keeps arrival order in ties.
+ORDER = "_order"
+TIME = "_time"  # the time that places a row in a day
+SEQUENCE_KEY = "_sequence"
+TRADE_ID_KEY = "_trade_id"
+_SOURCE_SHIFT = 40
+_HELPER_COLUMNS = (ORDER, TIME, SEQUENCE_KEY, TRADE_ID_KEY)
+
+
+def sort_key(table_name: str) -> list[str]:
+    """Trades by time then id; book rows and deltas by sequence number (a delta message's rows
+    stay together), each then in arrival order."""
     if table_name == TRADES:
-        return [("_time", "ascending"), ("trade_id", "ascending"), ("_order", "ascending")]
-    return [("sequence_number", "ascending"), ("_order", "ascending")]
+        return [TIME, TRADE_ID_KEY, ORDER]
+    return [SEQUENCE_KEY, ORDER]
+
+
+def _group_key(table_name: str) -> list[str]:
+    """Rows that can duplicate each other, or form one message, share these key columns."""
+    return sort_key(table_name)[:-1]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Rows filed under one `dt` folder (one file, or part of one), in batches as read."""
+
+    filed_under: dt.date
+    batches: Iterable[pa.Table]  # normalized (`schema.normalize_table`)
+
+
+class GridTally:
+    """How many of a day's values lie on each power-of-ten grid, fed chunk by chunk, so the day's
+    grid is inferred as `infer_step_exponent` infers it over the whole day at once."""
+
+    EXPONENTS = np.arange(-MAX_DIGITS, MAX_DIGITS + 3)
+
+    def __init__(self) -> None:
+        self.values = 0
+        self.largest = 0.0
+        self.on_grid = np.zeros(self.EXPONENTS.size, dtype=np.int64)
+
+    def add(self, values: np.ndarray) -> None:
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            return
+        self.values += int(finite.size)
+        self.largest = max(self.largest, float(np.max(np.abs(finite))))
+        # A day has few distinct prices and sizes: each grid is tested once per distinct value.
+        counted = pl.Series(finite).value_counts()
+        distinct = counted[:, 0].to_numpy()
+        counts = counted[:, 1].to_numpy().astype(np.int64)
+        total = int(counts.sum())
+        largest = float(np.max(np.abs(distinct)))
+        top = int(np.floor(np.log10(largest))) if largest > 0 else 0
+        for index in range(self.EXPONENTS.size - 1, -1, -1):
+            on = on_grid(distinct, int(self.EXPONENTS[index]))
+            # Grids coarser than the largest value hold small values within float tolerance of
+            # zero; from the value's own magnitude down, a value on a grid lies on every finer
+            # one: the rest are all on grid.
+            if self.EXPONENTS[index] <= top and on.all():
+                self.on_grid[: index + 1] += total
+                break
+            self.on_grid[index] += int(counts[on].sum())
+
+    def exponent(self) -> int:
+        if self.values == 0:
+            return 0
+        largest = self.largest
+        top = max(0, int(np.floor(np.log10(largest))) if largest > 0 else 0)
+        for exponent in range(top, -MAX_DIGITS - 1, -1):
+            # Values beyond 1e20 are not prices or sizes; no grid that coarse is counted.
+            index = exponent + MAX_DIGITS
+            count = self.on_grid[index] if index < self.on_grid.size else 0
+            if count / self.values >= GRID_SHARE:
+                return exponent
+        return -MAX_DIGITS
+
+
+def _present_values(table: pa.Table, names: list[str]) -> np.ndarray:
+    if not table.num_rows:
+        return np.zeros(0)
+    matrix = np.stack(
+        [table[name].to_numpy(zero_copy_only=False).astype(np.float64) for name in names], axis=1
+    )
+    return matrix[~np.isnan(matrix)]
+
+
+class _Partition:
+    """The passes of `clean_partition` and the state they share."""
+
+    def __init__(self, table_name: str, day: dt.date, store: RunStore) -> None:
+        self.table_name = table_name
+        self.day = day
+        self.start, self.end = day_bounds_ns(day)
+        self.account = RawAccount()
+        self.store = store
+        self.key = sort_key(table_name)
+        self.columns = SCHEMAS[table_name].names
+        self.sources: list[dt.date] = []  # per source: the dt it was filed under
+        self.neighbour: list[bool] = []  # per source: filed under another dt than the day's
+        self.grids = {"price": GridTally(), "size": GridTally()}
+
+    def with_keys(self, table: pa.Table, source: int, first_row: int) -> pa.Table:
+        """The batch with its sort keys; a row with no valid time keeps the day it was filed
+        under (it is quarantined, and must be so in one partition only)."""
+        order = np.arange(first_row, first_row + table.num_rows, dtype=np.int64)
+        order += source << _SOURCE_SHIFT
+        time = _effective_time(table)
+        filed_start = day_bounds_ns(self.sources[source])[0]
+        time = np.where(time > 0, time, filed_start)
+        table = table.append_column(ORDER, pa.array(order)).append_column(TIME, pa.array(time))
+        if self.table_name == TRADES:
+            ids = pc.fill_null(table["trade_id"], -1)
+            return table.append_column(TRADE_ID_KEY, ids)
+        return table.append_column(SEQUENCE_KEY, pc.fill_null(table["sequence_number"], -1))
+
+    def read(self, sources: Iterable[Source], chunk_rows: int) -> SortedRuns:
+        """Pass 1: every row read, keyed and sorted in chunks into runs."""
+        runs = SortedRuns(self.store, self.key)
+        for index, source in enumerate(sources):
+            self.sources.append(source.filed_under)
+            self.neighbour.append(source.filed_under != self.day)
+            row = 0
+            for batch in source.batches:
+                for offset in range(0, batch.num_rows, chunk_rows):
+                    chunk = batch.slice(offset, chunk_rows)
+                    runs.add(self.with_keys(chunk, index, row))
+                    row += chunk.num_rows
+            self.account.rows_read += row
+        return runs
+
+    def place(self, piece: pa.Table, quarantine: Callable[[pa.Table], None]) -> pa.Table:
+        """Pass 2 on whole groups in key order: the day's rows kept, others counted, bad rows
+        quarantined, duplicates dropped."""
+        time = piece[TIME].to_numpy()
+        if self.table_name == BOOK_DELTAS:
+            time = _message_time(piece[SEQUENCE_KEY].to_numpy(), time)
+        in_day = (time >= self.start) & (time < self.end)
+        reasons = _quarantine_reasons(self.table_name, piece)
+        bad = reasons != ""
+        self.account.rows_other_days += int((~in_day).sum())
+        rejected = in_day & bad
+        if rejected.any():
+            self.account.quarantined.update(reasons[rejected].tolist())
+            rows = piece.filter(pa.array(rejected)).select(self.columns)
+            quarantine(rows.append_column("reason", pa.array(reasons[rejected], pa.string())))
+        kept = piece.filter(pa.array(in_day & ~bad))
+        unique = _first_of_duplicates(kept, self.columns)
+        self.account.duplicates_dropped += int(kept.num_rows - unique.sum())
+        kept = kept.filter(pa.array(unique))
+        sources = kept[ORDER].to_numpy() >> _SOURCE_SHIFT
+        self.account.rows_from_neighbour_dt += int(np.asarray(self.neighbour)[sources].sum())
+        origin = pc.fill_null(pc.greater(kept["origin_time"], 0), False).to_numpy()
+        self.account.origin_time_invalid += int((~origin).sum())
+        kept = kept.select(self.columns)
+        prices, sizes = _price_columns(self.table_name)
+        self.grids["price"].add(_present_values(kept, prices))
+        self.grids["size"].add(_present_values(kept, sizes))
+        self.account.rows_kept += kept.num_rows
+        return kept
+
+
+def clean_partition(
+    table_name: str,
+    day: dt.date,
+    sources: Iterable[Source],
+    store: RunStore,
+    write: Callable[[pa.Table], None],
+    quarantine: Callable[[pa.Table], None],
+    price_exponent: int | None = None,
+    size_exponent: int | None = None,
+    chunk_rows: int = 1_000_000,
+) -> RawAccount:
+    """The rows of `day` from the `dt` folders around it, cleaned in bounded memory.
+
+    Rows belong to the day of their origin_time (received_time when origin_time is missing); a
+    delta message goes whole to the day of its first row as read. Exact duplicate rows are
+    dropped. Grids come from settings (exponents) or are inferred from the day's values.
+
+    Three passes, none holding the day: the rows read are sorted in chunks into runs of
+    `store`; their merge, whole groups at a time, is placed (kept, another day's, quarantined,
+    duplicate) into one more run, in order; that run is converted to exact decimals and handed
+    to `write` in batches. Quarantined rows go to `quarantine` as read, with a `reason`.
+    """
+    partition = _Partition(table_name, day, store)
+    runs = partition.read(sources, chunk_rows)
+    merged = runs.merged()
+    partition.account.sorted_runs = len(runs.runs)
+    kept = store.create()
+    for piece in groups_whole(merged, _group_key(table_name)):
+        kept.write(partition.place(piece, quarantine))
+    account = partition.account
+    given = {"price": price_exponent, "size": size_exponent}
+    exponents = {
+        name: given[name] if given[name] is not None else tally.exponent()
+        for name, tally in partition.grids.items()
+    }
+    account.price_step_exponent, account.size_step_exponent = exponents["price"], exponents["size"]
+    largest = {name: tally.largest for name, tally in partition.grids.items()}
+    account.digits = {name: max(0, -exponent) for name, exponent in exponents.items()}
+    written = False
+    for batch in kept.finish().batches():
+        table, digits = _to_decimals(table_name, batch, account, exponents, largest)
+        account.digits = {name: max(account.digits[name], digits[name]) for name in digits}
+        write(table)
+        written = True
+    if not written:  # the file still says what the table holds
+        table, _ = _to_decimals(
+            table_name, SCHEMAS[table_name].empty_table(), account, exponents, largest
+        )
+        write(table)
+    return account
 
 
 def clean_day(
@@ -131,102 +364,66 @@ def clean_day(
     sources: list[tuple[dt.date, pa.Table]],
     price_exponent: int | None = None,
     size_exponent: int | None = None,
+    chunk_rows: int = 1_000_000,
 ) -> RawDay:
-    """The rows of `day` from the files of dt = day-1, day, day+1 (any subset present).
-
-    Rows belong to the day of their origin_time (received_time when origin_time is missing);
-    a delta message goes whole to the day of its first row. Exact duplicate rows are dropped.
-    Grids come from settings (exponents) or are inferred from the day's values.
-    """
-    start, end = day_bounds_ns(day)
-    tables = []
-    filed_start = []
-    for source_index, (filed_under, table) in enumerate(sources):
-        order = np.arange(table.num_rows, dtype=np.int64) + (source_index << 40)
-        tables.append(table.append_column("_order", pa.array(order)))
-        filed_start.append(np.full(table.num_rows, day_bounds_ns(filed_under)[0], dtype=np.int64))
-    schema = SCHEMAS[table_name].append(pa.field("_order", pa.int64()))
-    combined = pa.concat_tables(tables) if tables else schema.empty_table()
-    result = RawDay(table=combined, rows_read=combined.num_rows)
-
-    reasons = _quarantine_reasons(table_name, combined)
-    time = _effective_time(combined)
-    # A row with no valid time stays with the day it was filed under.
-    time = np.where(time > 0, time, np.concatenate(filed_start) if filed_start else time)
-    if table_name == BOOK_DELTAS and combined.num_rows:
-        time = _message_time(combined, time)
-    in_day = (time >= start) & (time < end)
-    bad = reasons != ""
-    keep = in_day & ~bad
-    result.rows_other_days = int((~in_day).sum())
-    result.quarantined = Counter(reasons[in_day & bad].tolist())
-    if (in_day & bad).any():
-        quarantine = combined.filter(pa.array(in_day & bad)).drop_columns(["_order"])
-        result.quarantine = quarantine.append_column(
-            "reason", pa.array(reasons[in_day & bad].tolist(), pa.string())
-        )
-
-    kept = combined.filter(pa.array(keep)).append_column("_time", pa.array(time[keep]))
-    kept = kept.take(pc.sort_indices(kept, sort_keys=_sort_keys(table_name)))
-    data_columns = [c for c in kept.column_names if c not in ("_order", "_time")]
-    unique = _first_of_duplicates(kept, data_columns)
-    result.duplicates_dropped = int(kept.num_rows - unique.sum())
-    kept = kept.filter(pa.array(unique))
-
-    result.rows_from_neighbour_dt = int(
-        (kept["_order"].to_numpy() >> 40 != _own_source(sources, day)).sum()
+    """`clean_partition` in memory, for tables that fit: the day's rows as one table."""
+    written: list[pa.Table] = []
+    quarantined: list[pa.Table] = []
+    account = clean_partition(
+        table_name,
+        day,
+        [Source(filed_under, [table]) for filed_under, table in sources],
+        MemoryRuns(),
+        written.append,
+        quarantined.append,
+        price_exponent,
+        size_exponent,
+        chunk_rows,
     )
-    result.origin_time_invalid = int(
-        (~pc.fill_null(pc.greater(kept["origin_time"], 0), False).to_numpy()).sum()
+    table = pa.concat_tables(written).combine_chunks()
+    return RawDay(
+        **vars(account),
+        table=table.replace_schema_metadata(account.digits_metadata()),
+        quarantine=pa.concat_tables(quarantined) if quarantined else None,
     )
-    result.table = _to_decimals(
-        table_name, kept.drop_columns(["_order", "_time"]), result, price_exponent, size_exponent
-    )
-    return result
 
 
-def _message_time(table: pa.Table, time: np.ndarray) -> np.ndarray:
-    """Every row of a delta message takes the time of the message's first row as read."""
-    sequence = pc.fill_null(table["sequence_number"], -1).to_numpy()
-    order = np.lexsort((table["_order"].to_numpy(), sequence))
-    first_of_run = np.ones(order.size, dtype=bool)
-    first_of_run[1:] = sequence[order][1:] != sequence[order][:-1]
-    run_time = time[order][first_of_run]
-    message_time = np.empty_like(time)
-    message_time[order] = run_time[np.cumsum(first_of_run) - 1]
-    return message_time
-
-
-def _own_source(sources: list[tuple[dt.date, pa.Table]], day: dt.date) -> int:
-    for index, (filed_under, _) in enumerate(sources):
-        if filed_under == day:
-            return index
-    return -1
+def _message_time(sequence: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """Every row of a delta message (rows sorted by sequence, then arrival) takes the time of
+    the message's first row as read."""
+    first_of_run = np.ones(sequence.size, dtype=bool)
+    first_of_run[1:] = sequence[1:] != sequence[:-1]
+    return time[first_of_run][np.cumsum(first_of_run) - 1]
 
 
 def _first_of_duplicates(table: pa.Table, columns: list[str]) -> np.ndarray:
     """True for the first occurrence of each distinct row (in the table's order)."""
+    unique = np.ones(table.num_rows, dtype=bool)
     if table.num_rows < 2:
-        return np.ones(table.num_rows, dtype=bool)
+        return unique
     frame = pl.from_arrow(table.select(columns))
-    return frame.select(pl.struct(pl.all()).is_first_distinct()).to_series().to_numpy()
+    # Rows are compared in full only where their hashes meet (duplicates are rare).
+    candidates = frame.hash_rows().is_duplicated().to_numpy()
+    if candidates.any():
+        rows = np.flatnonzero(candidates)
+        first = frame[rows].select(pl.struct(pl.all()).is_first_distinct()).to_series()
+        unique[rows] = first.to_numpy()
+    return unique
 
 
 def _to_decimals(
     table_name: str,
     table: pa.Table,
-    result: RawDay,
-    price_exponent: int | None,
-    size_exponent: int | None,
-) -> pa.Table:
+    account: RawAccount,
+    exponents: dict[str, int],
+    largest: dict[str, float],
+) -> tuple[pa.Table, dict[str, int]]:
+    """Prices and sizes as exact decimals on the day's grids, an `off_grid` flag per row, and
+    the digits this batch needs."""
     price_names, size_names = _price_columns(table_name)
     off_grid = np.zeros(table.num_rows, dtype=bool)
-    exponents = {}
     digits = {}
-    for names, given, key in (
-        (price_names, price_exponent, "price"),
-        (size_names, size_exponent, "size"),
-    ):
+    for names, key in ((price_names, "price"), (size_names, "size")):
         matrix = (
             np.stack(
                 [table[name].to_numpy(zero_copy_only=False).astype(np.float64) for name in names],
@@ -236,22 +433,63 @@ def _to_decimals(
             else np.zeros((0, len(names)))
         )
         present = ~np.isnan(matrix)
-        exponent = given if given is not None else infer_step_exponent(matrix[present])
-        exponents[key] = exponent
-        scaled = scale_floats(np.where(present, matrix, 0.0).ravel(), exponent)
+        scaled = scale_floats(np.where(present, matrix, 0.0).ravel(), exponents[key], largest[key])
         flags = scaled.off_grid.reshape(matrix.shape) & present
         off_grid |= flags.any(axis=1)
-        result.precision_loss_warnings += int(flags.sum())
-        result.values_on_grid_checked += int(present.sum())
+        account.precision_loss_warnings += int(flags.sum())
+        account.values_on_grid_checked += int(present.sum())
         ints = scaled.ints.reshape(matrix.shape)
         digits[key] = scaled.digits
         for position, name in enumerate(names):
             column = scaled_to_decimal(ints[:, position], scaled.digits, present[:, position])
             table = table.set_column(table.schema.get_field_index(name), name, column)
-    result.price_step_exponent = exponents["price"]
-    result.size_step_exponent = exponents["size"]
-    table = table.append_column("off_grid", pa.array(off_grid))
-    # Every value is exact at these digits: readers scale to int64 without trial casts.
-    return table.replace_schema_metadata(
-        {DIGITS_KEYS[key]: str(value).encode() for key, value in digits.items()}
-    )
+    return table.append_column("off_grid", pa.array(off_grid)), digits
+
+
+def row_groups_for_day(
+    table_name: str, row_groups: list[RowGroup], filed_under: dt.date, day: dt.date
+) -> list[int]:
+    """The row groups of a file filed under `filed_under` that can hold rows of `day`: all of
+    the day's own files; of a neighbour's, those whose statistics do not prove every row to lie
+    on another day (a row group without statistics is read).
+
+    A delta message goes to the day of its first row, so it is never cut in two (see below).
+    """
+    if filed_under == day:
+        return list(range(len(row_groups)))
+    start, end = day_bounds_ns(day)
+    earlier = filed_under < day
+    chosen = [not _elsewhere(group, start, end, earlier) for group in row_groups]
+    if table_name == BOOK_DELTAS and any(chosen):
+        # The message at the edge of a row group read may continue in (later dt) or begin in
+        # (earlier dt) its neighbour: a row group whose sequence numbers meet those of a row
+        # group the times chose is read too (one step, not transitively: a message read whole
+        # decides its day, and the row groups beyond hold whole messages of other days).
+        sequences = [group.ranges.get("sequence_number") for group in row_groups]
+        if None in sequences:
+            return list(range(len(row_groups)))
+        by_time = [sequences[index] for index, take in enumerate(chosen) if take]
+        for index, own in enumerate(sequences):
+            if any(
+                own.minimum <= other.maximum and other.minimum <= own.maximum for other in by_time
+            ):
+                chosen[index] = True
+    return [index for index, take in enumerate(chosen) if take]
+
+
+def _elsewhere(group: RowGroup, start: int, end: int, earlier: bool) -> bool:
+    """Do the statistics prove that no row of `group` (in a file filed on another day) has its
+    time inside [start, end)? A row's time is origin_time, else received_time, else the day it
+    was filed under (outside the day here)."""
+    origin = group.ranges.get("origin_time")
+    received = group.ranges.get("received_time")
+    if origin is None:
+        return False
+    if earlier:
+        # Rows without a valid origin_time fall back to received_time (or the earlier dt).
+        fallback_before = (origin.nulls == 0 and origin.minimum > 0) or (
+            received is not None and received.maximum < start
+        )
+        return origin.maximum < start and fallback_before
+    fallback_after = origin.nulls == 0 or (received is not None and received.minimum >= end)
+    return origin.minimum >= end and fallback_after

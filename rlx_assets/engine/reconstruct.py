@@ -70,9 +70,10 @@ def _matrix(table: pa.Table, names: list[str], digits: int) -> np.ndarray:
     return np.stack([decimal_to_scaled(table[name], digits) for name in names], axis=1)
 
 
-def recorded_digits(schema: pa.Schema) -> tuple[int, int] | None:
-    """(price, size) digits a raw table recorded in its schema metadata, if it did."""
-    metadata = schema.metadata or {}
+def recorded_digits(metadata: Mapping[bytes, bytes] | None) -> tuple[int, int] | None:
+    """(price, size) digits a raw table recorded in its metadata (a Parquet file's key-value
+    metadata, or a table's schema metadata), if it did."""
+    metadata = metadata or {}
     if DIGITS_KEYS["price"] in metadata and DIGITS_KEYS["size"] in metadata:
         return int(metadata[DIGITS_KEYS["price"]]), int(metadata[DIGITS_KEYS["size"]])
     return None

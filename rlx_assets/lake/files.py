@@ -8,9 +8,13 @@ the recorded provenance proves exactly what was normalized.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import json
 import logging
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,9 +23,10 @@ from urllib.parse import urlsplit
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from rlx_assets.lake import schema
-from rlx_assets.lake.source import DayFiles, SourceFile
+from rlx_assets.lake.source import ColumnRange, DayFiles, RowGroup, SourceFile
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +100,32 @@ class FileLake:
 
     def read_day(self, table: str, exchange: str, symbol: str, day: dt.date) -> DayFiles:
         """Every `*.parquet` under the day's `dt=` folder, in name order, normalized."""
-        folder = self._day_folder(table, exchange, symbol, day)
         files: list[SourceFile] = []
         tables: list[pa.Table] = []
-        for path in self._list_parquet(folder):
-            source, data = self._read_file(path)
-            tables.append(_normalize(table, data, source.uri))
-            files.append(source)
-            log.debug("read %s: %d bytes, %d rows", source.uri, source.size, tables[-1].num_rows)
+        for reader in self.open_day(table, exchange, symbol, day, whole=True):
+            try:
+                batches = list(reader.batches(list(range(len(reader.row_groups))), 1 << 30))
+                tables.append(pa.concat_tables(batches) if batches else schema.empty_table(table))
+                files.append(reader.provenance())
+            finally:
+                reader.close()
+            log.debug("read %s: %d bytes, %d rows", reader.uri, files[-1].size, tables[-1].num_rows)
         return DayFiles(files, tables)
+
+    def open_day(
+        self, table: str, exchange: str, symbol: str, day: dt.date, whole: bool
+    ) -> list[ParquetSource]:
+        """Every `*.parquet` under the day's `dt=` folder, in name order, opened for reading."""
+        folder = self._day_folder(table, exchange, symbol, day)
+        readers: list[ParquetSource] = []
+        try:
+            for path in self._list_parquet(folder):
+                readers.append(ParquetSource(self.fs, path, table, whole))
+        except BaseException:
+            for reader in readers:
+                reader.close()
+            raise
+        return readers
 
     def _day_folder(self, table: str, exchange: str, symbol: str, day: dt.date) -> str:
         if table not in schema.SCHEMAS:
@@ -149,29 +171,160 @@ class FileLake:
             )
         self._root_present = True
 
-    def _read_file(self, path: str) -> tuple[SourceFile, bytes]:
-        uri = self.fs.unstrip_protocol(path)
-        with _access(uri), self.fs.open(path, "rb") as handle:
-            data = handle.read()
+
+_STATISTICS_COLUMNS = ("origin_time", "received_time", "sequence_number")
+_CANONICAL = {**schema.RAW_SPELLINGS, **{name: name for name in _STATISTICS_COLUMNS}}
+_NS_PER_UNIT = {"milliseconds": 10**6, "microseconds": 10**3, "nanoseconds": 1}
+_BLOCK = 8 << 20
+
+
+class ParquetSource:
+    """One lake file: read whole (and hashed) or row group by row group.
+
+    A whole file on an object store is downloaded once to a local temporary file while it is
+    hashed, then read from there, so the SHA-256 proves exactly the bytes normalized. A file read
+    in part is not hashed: its ETag and size identify it, and `bytes_read` says what was read.
+    """
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, table: str, whole: bool) -> None:
+        self.uri = fs.unstrip_protocol(path)
+        self.table = table
+        self.whole = whole
+        self._temporary: str | None = None
+        self._sha256: str | None = None
+        self._etag: str | None = None
+        self._bytes = 0
+        local = isinstance(fs, LocalFileSystem)
+        with _access(self.uri):
+            if whole:
+                source = path if local else self._download(fs, path)
+                self.size = os.path.getsize(source)
+                if local:
+                    self._sha256 = _file_sha256(source)
+                self._bytes = self.size
+                self._handle = pa.OSFile(source)
+            elif local:
+                self.size = os.path.getsize(path)
+                self._handle = pa.OSFile(path)
+            else:
+                # Small blocks: reading a few row groups must not pull the whole object.
+                self._handle = fs.open(path, "rb", block_size=1 << 20)
+                self.size = self._handle.size
+                self._etag = _etag_of(self._handle)
+        try:
+            self._parquet = pq.ParquetFile(self._handle, pre_buffer=False)
+        except (pa.ArrowException, OSError) as error:
+            self.close()
+            raise schema.SourceSchemaError(
+                f"{self.uri}: not a readable Parquet file ({error})"
+            ) from error
+        metadata = self._parquet.metadata
+        if not whole:
+            self._bytes += metadata.serialized_size + 8  # the footer and its length and magic
+        self.row_groups = [_row_group(metadata, index) for index in range(metadata.num_row_groups)]
+
+    def _download(self, fs: fsspec.AbstractFileSystem, path: str) -> str:
+        digest = hashlib.sha256()
+        with tempfile.NamedTemporaryFile(
+            prefix="rlx-lake-", suffix=".parquet", delete=False
+        ) as out:
+            self._temporary = out.name
             # s3fs captures the object's info at open and reads with If-Match on its ETag, so
-            # this ETag belongs to exactly these bytes. Local files have no details and no ETag.
-            details = getattr(handle, "details", None) or {}
-        etag = details.get("ETag") or None
-        source = SourceFile(
-            uri=uri,
-            size=len(data),
-            etag=etag.strip('"') if etag else None,
-            sha256=hashlib.sha256(data).hexdigest(),
+            # this ETag belongs to exactly these bytes.
+            with fs.open(path, "rb", block_size=_BLOCK) as handle:
+                self._etag = _etag_of(handle)
+                while block := handle.read(_BLOCK):
+                    digest.update(block)
+                    out.write(block)
+        self._sha256 = digest.hexdigest()
+        return self._temporary
+
+    @property
+    def bytes_read(self) -> int:
+        return self._bytes
+
+    def provenance(self) -> SourceFile:
+        return SourceFile(uri=self.uri, size=self.size, etag=self._etag, sha256=self._sha256)
+
+    def batches(self, row_groups: list[int], batch_rows: int) -> Iterator[pa.Table]:
+        if not row_groups:
+            return
+        if not self.whole:
+            self._bytes += sum(self.row_groups[index].bytes for index in row_groups)
+        batches = self._parquet.iter_batches(batch_size=batch_rows, row_groups=row_groups)
+        while True:
+            with _access(self.uri):
+                try:
+                    batch = next(batches, None)
+                except (pa.ArrowException, OSError) as error:
+                    if isinstance(error, OSError) and not isinstance(error, pa.ArrowException):
+                        raise
+                    raise schema.SourceSchemaError(
+                        f"{self.uri}: not a readable Parquet file ({error})"
+                    ) from error
+            if batch is None:
+                return
+            yield schema.normalize_table(self.table, pa.Table.from_batches([batch]), self.uri)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._handle.close()
+        if self._temporary is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._temporary)
+            self._temporary = None
+
+
+def _etag_of(handle: object) -> str | None:
+    details = getattr(handle, "details", None) or {}
+    etag = details.get("ETag") or None
+    return etag.strip('"') if etag else None
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _row_group(metadata: pq.FileMetaData, index: int) -> RowGroup:
+    """A row group's size and the ranges of its time and sequence columns (ns), where the file
+    has statistics for them."""
+    group = metadata.row_group(index)
+    ranges = {}
+    for position in range(group.num_columns):
+        column = group.column(position)
+        name = _CANONICAL.get(column.path_in_schema)
+        statistics = column.statistics
+        if name is None or statistics is None or not statistics.has_min_max:
+            continue
+        if column.physical_type != "INT64":
+            continue
+        factor = _time_unit_factor(column) if name != "sequence_number" else 1
+        if factor is None:
+            continue
+        ranges[name] = ColumnRange(
+            int(statistics.min_raw) * factor,
+            int(statistics.max_raw) * factor,
+            int(statistics.null_count or 0),
         )
-        return source, data
+    stored = sum(
+        group.column(position).total_compressed_size for position in range(group.num_columns)
+    )
+    return RowGroup(group.num_rows, stored, ranges)
 
 
-def _normalize(table: str, data: bytes, uri: str) -> pa.Table:
-    try:
-        raw = pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowException, OSError) as error:
-        raise schema.SourceSchemaError(f"{uri}: not a readable Parquet file ({error})") from error
-    return schema.normalize_table(table, raw, source=uri)
+def _time_unit_factor(column: pq.ColumnChunkMetaData) -> int | None:
+    """ns per stored unit of an int64 time column; None where the unit cannot be told."""
+    logical = column.statistics.logical_type
+    kind = getattr(logical, "type", "NONE")
+    if kind in ("NONE", "INT"):
+        return 1  # plain int64: nanoseconds, as the lake stores them
+    if kind == "TIMESTAMP":
+        return _NS_PER_UNIT.get(json.loads(logical.to_json()).get("timeUnit", ""))
+    return None
 
 
 def _refuse_credentials_in(url: str) -> None:

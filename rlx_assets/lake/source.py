@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,3 +38,74 @@ class Lake(Protocol):
         unreadable file or a bad column raises `SourceSchemaError` naming the file and column.
         """
         ...
+
+    def open_day(
+        self, table: str, exchange: str, symbol: str, day: dt.date, whole: bool
+    ) -> list[SourceReader]:
+        """The files of that folder, opened but not read; `whole` files are read in full (and
+        hashed), the others row group by row group as asked. Close each reader after use."""
+        ...
+
+
+@dataclass(frozen=True)
+class ColumnRange:
+    """A column's statistics in one row group, as the file records them."""
+
+    minimum: int
+    maximum: int
+    nulls: int
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    rows: int
+    bytes: int  # compressed size in the file: what reading it costs
+    ranges: dict[str, ColumnRange]  # time and sequence columns with statistics, by canonical name
+
+
+class SourceReader(Protocol):
+    """One file of a `dt=` folder, opened for reading row groups in batches."""
+
+    uri: str
+    row_groups: list[RowGroup]
+
+    def provenance(self) -> SourceFile:
+        """Size, ETag and (when the whole file was read) its SHA-256."""
+        ...
+
+    def batches(self, row_groups: list[int], batch_rows: int) -> Iterator[pa.Table]:
+        """Those row groups' rows, normalized (`schema.normalize_table`), in batches."""
+        ...
+
+    @property
+    def bytes_read(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class TableSource:
+    """A file already in memory (the simulator's) as a `SourceReader`: one row group, no
+    statistics, so it is always read whole."""
+
+    def __init__(self, file: SourceFile, table: pa.Table) -> None:
+        self.uri = file.uri
+        self._file = file
+        self._table = table
+        self.row_groups = [RowGroup(table.num_rows, file.size, {})]
+        self._bytes = 0
+
+    def provenance(self) -> SourceFile:
+        return self._file
+
+    def batches(self, row_groups: list[int], batch_rows: int) -> Iterator[pa.Table]:
+        if row_groups:
+            self._bytes = self._file.size
+            for offset in range(0, self._table.num_rows, batch_rows):
+                yield self._table.slice(offset, batch_rows)
+
+    @property
+    def bytes_read(self) -> int:
+        return self._bytes
+
+    def close(self) -> None:
+        self._table = self._table.slice(0, 0)

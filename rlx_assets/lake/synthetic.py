@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 
 from rlx_assets.lake import schema
 from rlx_assets.lake import synthetic_kernel as kernel
-from rlx_assets.lake.source import DayFiles, SourceFile
+from rlx_assets.lake.source import DayFiles, SourceFile, TableSource
 
 if TYPE_CHECKING:
     from rlx_assets.lake.synthetic_faults import FaultRates
@@ -707,6 +707,13 @@ class SyntheticLake:
             rows = rows.sort_by([("received_time", "ascending"), (key, "ascending")])
         file = SourceFile(uri=uri, size=rows.nbytes, etag=None, sha256=_ipc_sha256(rows))
         return DayFiles(files=[file], tables=[rows])
+
+    def open_day(
+        self, table: str, exchange: str, symbol: str, day: dt.date, whole: bool
+    ) -> list[TableSource]:
+        """`read_day` as readers (the simulator makes a day's rows in memory anyway)."""
+        found = self.read_day(table, exchange, symbol, day)
+        return [TableSource(f, t) for f, t in zip(found.files, found.tables, strict=True)]
 
     def _origin_tables(self, exchange: str, symbol: str, day: dt.date) -> dict[str, pa.Table]:
         """The rows of one origin day, with the lake's faults injected (before filing)."""

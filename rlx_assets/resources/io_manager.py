@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import re
 import shutil
@@ -56,6 +57,7 @@ from pydantic import Field
 PART_FILE = "part-0.parquet"
 STAGING_DIR = ".staging"  # under base_url; never inside an asset folder
 CHECKPOINT_DIR = ".checkpoints"  # under base_url, beside .staging
+SPILL_DIR = ".spill"  # under base_url: sorted runs of a step, removed when it ends
 DATE_DIMENSION = "date"
 SYMBOL_DIMENSION = "symbol"
 ALLOW_MISSING = "allow_missing"  # AssetIn(metadata={ALLOW_MISSING: True})
@@ -250,6 +252,12 @@ class ParquetIOManager(ConfigurableIOManager):
         relpath = _partition_relpath(folder, self.exchange, symbol, date).rsplit("/", 1)[0]
         return Path(root) / CHECKPOINT_DIR / relpath
 
+    def spill_parent(self) -> str | None:
+        """Where a step may sort out of core: beside local storage (same disk, ignored by
+        readers like the staging folder); the system's temporary folder for object stores."""
+        fs, root = self._filesystem()
+        return f"{root}/{SPILL_DIR}" if isinstance(fs, LocalFileSystem) else None
+
     def remove_partition(self, folder: str, symbol: str, date: str | dt.date) -> None:
         """Remove what `write_partition` wrote there, if anything (a re-run found nothing)."""
         fs, root = self._filesystem()
@@ -378,8 +386,9 @@ def _write_parquet(table: pa.Table, sink: Any, compression: str) -> None:
 
 
 class PartitionWriter:
-    """Appends tables to one Parquet file (each table's rows in row groups sized as in
-    whole-table writes), with the same pinned options."""
+    """Appends tables to one Parquet file in row groups of a fixed size (`row_group_rows` of the
+    schema), whatever the sizes of the tables written, so the bytes depend on the rows alone;
+    with the same pinned options as whole-table writes."""
 
     def __init__(self, path: str, compression: str = DEFAULT_COMPRESSION) -> None:
         self.path = path
@@ -387,19 +396,44 @@ class PartitionWriter:
         self.rows = 0
         self.location: str | None = None
         self.size: int | None = None
+        self.metadata: dict[bytes, bytes] = {}  # added to the file's key-value metadata
         self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._group_rows = 0
 
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
             self._writer = pq.ParquetWriter(
                 self.path, table.schema, **self.options, **_schema_options(table.schema)
             )
-        self._writer.write_table(table, row_group_size=row_group_rows(table))
-        self.rows += table.num_rows
+            self._group_rows = row_group_rows(table)
+        if table.num_rows:
+            self._pending.append(table)
+            self._pending_rows += table.num_rows
+            self.rows += table.num_rows
+        if self._pending_rows >= self._group_rows:
+            self._flush(whole_groups_only=True)
+
+    def _flush(self, whole_groups_only: bool) -> None:
+        assert self._writer is not None
+        if not self._pending:
+            return
+        pending = pa.concat_tables(self._pending)
+        groups = pending.num_rows // self._group_rows * self._group_rows
+        written = groups if whole_groups_only else pending.num_rows
+        if written:
+            self._writer.write_table(pending.slice(0, written), row_group_size=self._group_rows)
+        rest = pending.slice(written)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
 
     def close(self) -> None:
         if self._writer is None:
             raise ValueError(f"nothing was written to {self.path}")
+        self._flush(whole_groups_only=False)
+        if self.metadata:
+            self._writer.add_key_value_metadata(self.metadata)
         self._writer.close()
         self._writer = None
         with open(self.path, "rb+") as f:
@@ -410,6 +444,39 @@ class PartitionWriter:
             with contextlib.suppress(Exception):
                 self._writer.close()
             self._writer = None
+        self._pending = []
+
+
+class _HashingSink:
+    """A write-only file that hashes what is written (nothing is kept)."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+CONTENT_BATCH_ROWS = 65_536
+
+
+def content_sha256(parquet: pq.ParquetFile) -> str:
+    """SHA-256 of a partition's rows as an Arrow IPC stream, read batch by batch: equal hashes
+    mean equal data (batches are cut by row count and the file's fixed row groups)."""
+    sink = _HashingSink()
+    schema = parquet.schema_arrow
+    with pa.PythonFile(sink, mode="w") as file, pa.ipc.new_stream(file, schema) as writer:
+        for batch in parquet.iter_batches(CONTENT_BATCH_ROWS):
+            writer.write_batch(batch)
+    return sink.hash.hexdigest()
 
 
 def _publish_local(
@@ -504,6 +571,7 @@ __all__ = [
     "PART_FILE",
     "ParquetIOManager",
     "PartitionWriter",
+    "content_sha256",
     "partition_path",
     "unpartitioned_path",
 ]

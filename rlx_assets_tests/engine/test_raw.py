@@ -1,6 +1,7 @@
 import datetime as dt
 from decimal import Decimal
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -124,3 +125,67 @@ def test_a_null_origin_time_in_deltas_passes_through_the_replay() -> None:
     book = reconstruct_day(deltas, snapshots, None, day=DAY).book
     assert book["origin_time"].to_pylist() == [MIDNIGHT - 9 * SECOND, None]
     assert book["bid_0_price"].to_pylist() == [Decimal("100"), Decimal("100.5")]
+
+
+def _random_sources(seed: int) -> list[tuple[dt.date, pa.Table]]:
+    """Three dt folders of delta rows around DAY: messages across both midnights, exact
+    duplicates (also filed under two folders), rows with no valid time, unsorted rows."""
+    rng = np.random.default_rng(seed)
+    start, end = day_bounds_ns(DAY)
+    messages = 400
+    sequence = np.sort(rng.choice(10_000, messages, replace=False)) + 1_000
+    times = np.sort(rng.integers(start - 20 * SECOND, end + 20 * SECOND, messages))
+    times[: messages // 3] = np.sort(
+        rng.integers(start - 2 * SECOND, start + 2 * SECOND, messages // 3)
+    )
+    times[-(messages // 3) :] = np.sort(
+        rng.integers(end - 2 * SECOND, end + 2 * SECOND, messages // 3)
+    )
+    times = np.sort(times)
+    rows = []
+    for seq, time in zip(sequence, times, strict=True):
+        for _ in range(int(rng.integers(1, 6))):
+            received = int(time + rng.integers(-SECOND, SECOND))
+            price = float(rng.integers(10_000, 10_050)) / 100
+            rows.append(
+                (
+                    int(time),
+                    received,
+                    int(seq),
+                    bool(rng.integers(2)),
+                    price,
+                    float(rng.integers(0, 5)),
+                )
+            )
+    duplicated = [rows[i] for i in rng.choice(len(rows), 60)]
+    rows += duplicated
+    rows += [(0, 0, 99_999, True, 1.0, 1.0)] * 3  # no valid time: quarantined where filed
+    order = rng.permutation(len(rows))  # files are not sorted by sequence
+    by_dt: dict[dt.date, list[tuple]] = {}
+    for index in order:
+        row = rows[index]
+        filed = dt.datetime.fromtimestamp(max(row[1], row[0], start) / 1e9, dt.timezone.utc).date()
+        by_dt.setdefault(
+            min(max(filed, DAY - dt.timedelta(days=1)), DAY + dt.timedelta(days=1)), []
+        ).append(row)
+    return [(day, _deltas(found)) for day, found in sorted(by_dt.items())]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_any_chunk_size_gives_the_same_day_and_no_row_is_lost_or_doubled(seed: int) -> None:
+    sources = _random_sources(seed)
+    reference = clean_day(BOOK_DELTAS, DAY, sources, chunk_rows=1_000_000)
+    assert reference.duplicates_dropped > 0 and reference.rows_from_neighbour_dt > 0
+    for chunk_rows in (1, 2, 7, 50, 333):
+        chunked = clean_day(BOOK_DELTAS, DAY, sources, chunk_rows=chunk_rows)
+        assert chunked.table.equals(reference.table, check_metadata=True), chunk_rows
+        for figure in ("rows_read", "rows_other_days", "duplicates_dropped", "quarantined"):
+            assert getattr(chunked, figure) == getattr(reference, figure), (chunk_rows, figure)
+        assert chunked.sorted_runs > 1  # the rows really were sorted out of order
+    # Across the three days every row read is in exactly one day, or a duplicate, or quarantined.
+    days = [DAY - dt.timedelta(days=1), DAY, DAY + dt.timedelta(days=1)]
+    total = sum(table.num_rows for _, table in sources)
+    cleaned = [clean_day(BOOK_DELTAS, day, sources, chunk_rows=13) for day in days]
+    placed = sum(c.rows_kept + c.duplicates_dropped + c.rows_quarantined for c in cleaned)
+    assert all(c.accounted() for c in cleaned)
+    assert placed == total

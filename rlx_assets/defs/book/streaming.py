@@ -233,7 +233,7 @@ def file_identity(parquet: pq.ParquetFile) -> tuple:
         metadata.num_rows,
         metadata.num_row_groups,
         tuple(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)),
-        parquet.schema_arrow.metadata,
+        parquet.metadata.metadata,
     )
 
 

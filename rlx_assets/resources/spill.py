@@ -1,0 +1,88 @@
+"""Sorted runs on disk (Arrow IPC, lz4): where a day is sorted in bounded memory.
+
+The engine sorts through a `RunStore` (`rlx_assets.engine.runs`); this one keeps each run as an
+IPC file in a private temporary folder, removed when the `with` block ends, also on error.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from rlx_assets.engine.runs import RUN_BATCH_ROWS
+
+# Uncompressed: a run is read once, soon after, mostly from the page cache; lz4 cost more time
+# than the disk it saved.
+_OPTIONS = pa.ipc.IpcWriteOptions(compression=None)
+
+
+class DiskRun:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+        self._sink: pa.OSFile | None = None
+        self._writer: pa.ipc.RecordBatchFileWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        if self._writer is None:
+            self._sink = pa.OSFile(str(self.path), "wb")
+            self._writer = pa.ipc.new_file(self._sink, table.schema, options=_OPTIONS)
+        self._writer.write_table(table, max_chunksize=RUN_BATCH_ROWS)
+        self.rows += table.num_rows
+
+    def finish(self) -> DiskRun:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            self._writer = None
+        return self
+
+    @property
+    def bytes(self) -> int:
+        return self.path.stat().st_size if self.rows else 0
+
+    def batches(self) -> Iterator[pa.Table]:
+        if self.rows == 0:
+            return
+        # Read from a file, not a memory map: mapped pages would count as the process's memory.
+        with pa.OSFile(str(self.path)) as source:
+            reader = pa.ipc.open_file(source)
+            for index in range(reader.num_record_batches):
+                yield pa.Table.from_batches([reader.get_batch(index)])
+
+
+class DiskRuns:
+    """A `RunStore` in a temporary folder under `parent` (the system's temp folder if None)."""
+
+    def __init__(self, parent: str | Path | None = None) -> None:
+        self.parent = parent
+        self.folder: Path | None = None
+        self.runs: list[DiskRun] = []
+
+    def __enter__(self) -> DiskRuns:
+        if self.parent is not None:
+            Path(self.parent).mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="rlx-runs-", dir=self.parent))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for run in self.runs:
+            run.finish()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def create(self) -> DiskRun:
+        assert self.folder is not None, "DiskRuns is used as a context manager"
+        run = DiskRun(self.folder / f"run-{len(self.runs)}.arrow")
+        self.runs.append(run)
+        return run
+
+    @property
+    def bytes_spilled(self) -> int:
+        return sum(run.bytes for run in self.runs)
