@@ -45,6 +45,7 @@ def build_definitions(settings: RlxSettings) -> Definitions:
                 exchange=settings.exchange,
                 s3_endpoint_url=settings.s3_endpoint_url,
                 s3_anon=settings.s3_anon,
+                s3_region=settings.s3_region,
                 compression=settings.parquet_compression,
             ),
             "lake": LakeResource(
@@ -58,7 +59,10 @@ def build_definitions(settings: RlxSettings) -> Definitions:
             "quality": QualityResource.from_settings(settings),
             "replay": ReplayResource(chunk_rows=settings.replay_chunk_rows),
             "golden": GoldenResource(
-                directory=settings.golden_dir, s3_endpoint_url=settings.s3_endpoint_url
+                directory=settings.golden_dir,
+                s3_endpoint_url=settings.s3_endpoint_url,
+                s3_anon=settings.s3_anon,
+                s3_region=settings.s3_region,
             ),
         },
         # One machine: steps run in the run's process (a multiprocess step costs ~5 s of startup).

@@ -8,7 +8,7 @@ import fsspec
 
 from rlx_assets.lake.files import FileLake
 from rlx_assets.lake.source import Lake
-from rlx_assets.settings import RlxSettings
+from rlx_assets.settings import RlxSettings, get_settings
 
 _S3_PROTOCOLS = ("s3", "s3a")
 _LOCAL_PROTOCOLS = (None, "file", "local")
@@ -42,6 +42,15 @@ def s3_storage_options(settings: RlxSettings) -> dict[str, Any]:
             if secret is not None:
                 options[option] = secret.get_secret_value()
     return options
+
+
+def s3_options(endpoint_url: str | None, anon: bool, region: str | None) -> dict[str, Any]:
+    """`s3_storage_options` for a resource's own endpoint and access, with the credentials of
+    the environment and `.env` (never part of a resource's config, which the UI shows)."""
+    settings = get_settings().model_copy(
+        update={"s3_endpoint_url": endpoint_url, "s3_anon": anon, "s3_region": region}
+    )
+    return s3_storage_options(settings)
 
 
 def open_lake(settings: RlxSettings) -> Lake:

@@ -7,12 +7,16 @@ import datetime as dt
 from dagster import ConfigurableResource
 from fsspec.core import url_to_fs
 
+from rlx_assets.lake.open import s3_options
+
 
 class GoldenResource(ConfigurableResource):
-    """A local folder or an s3:// prefix (credentials from the standard AWS variables)."""
+    """A local folder or an s3:// prefix (S3 options and credentials as the lake builds them)."""
 
     directory: str
     s3_endpoint_url: str | None = None
+    s3_anon: bool = False
+    s3_region: str | None = None
 
     def path(self, symbol: str, day: dt.date) -> str:
         return f"{self.directory.rstrip('/')}/{symbol}-{day.isoformat()}.jsonl.gz"
@@ -20,8 +24,8 @@ class GoldenResource(ConfigurableResource):
     def read(self, symbol: str, day: dt.date) -> bytes | None:
         """The file's bytes, or None when there is no golden sample for that day."""
         options = {}
-        if self.directory.startswith("s3://") and self.s3_endpoint_url:
-            options["client_kwargs"] = {"endpoint_url": self.s3_endpoint_url}
+        if self.directory.startswith("s3://"):
+            options = s3_options(self.s3_endpoint_url, self.s3_anon, self.s3_region)
         fs, path = url_to_fs(self.path(symbol, day), **options)
         try:
             with fs.open(path, "rb") as handle:

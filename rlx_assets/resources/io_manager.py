@@ -54,6 +54,8 @@ from fsspec.spec import AbstractFileSystem
 from fsspec.utils import get_protocol
 from pydantic import Field
 
+from rlx_assets.lake.open import s3_options
+
 PART_FILE = "part-0.parquet"
 STAGING_DIR = ".staging"  # under base_url; never inside an asset folder
 CHECKPOINT_DIR = ".checkpoints"  # under base_url, beside .staging
@@ -305,12 +307,7 @@ class ParquetIOManager(ConfigurableIOManager):
         """The fsspec filesystem of `base_url` and the root path inside it (no protocol)."""
         options: dict[str, Any] = {}
         if get_protocol(self.base_url) in _S3_PROTOCOLS:
-            # Credentials are not passed here: s3fs/botocore read the standard AWS env vars.
-            options["anon"] = self.s3_anon
-            if self.s3_endpoint_url:
-                options["endpoint_url"] = self.s3_endpoint_url
-            if self.s3_region:
-                options["client_kwargs"] = {"region_name": self.s3_region}
+            options = s3_options(self.s3_endpoint_url, self.s3_anon, self.s3_region)
         fs, root = url_to_fs(self.base_url, **options)
         return fs, root.rstrip("/")
 
