@@ -310,13 +310,17 @@ def step_engine(work: Path, scale: float, repeat: int, kernel: str) -> dict[str,
 # --- lakeapi ---------------------------------------------------------------------------------
 
 
-def step_lakeapi(work: Path, scale: float, repeat: int) -> dict[str, Any]:
+def step_lakeapi(
+    work: Path, scale: float, repeat: int, deltas_path: Path | None = None
+) -> dict[str, Any]:
+    """lakeapi's load + replay of `deltas_path` (default: this benchmark's lake-layout copy);
+    bench_graph.py passes a day's own `dt=` file."""
     os.chdir(scale_folder(work, scale))  # lakeapi creates a `.lake_cache` folder in the cwd
     try:
         from lakeapi.orderbook import OrderBookUpdater
     except ImportError:
         return {"error": "lakeapi is not installed: poetry install --with bench"}
-    path = lake_deltas_path(work, scale)
+    path = deltas_path or lake_deltas_path(work, scale)
 
     # Warm-up on a small slice: lakeapi's kernel is numba-compiled (cache=True) on first use.
     warm = pq.read_table(path, columns=LAKEAPI_COLUMNS).slice(0, 50_000).to_pandas()
