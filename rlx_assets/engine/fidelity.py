@@ -44,6 +44,7 @@ Verdict: PASS when all hold, else FAIL with the reasons listed in `verdict_reaso
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -160,11 +161,11 @@ REPORT_SCHEMA = pa.schema(
 )
 
 
-def _event_time(table: pa.Table) -> np.ndarray:
+def _event_time(table: pa.Table | pa.RecordBatch) -> np.ndarray:
     """origin_time, with received_time where the vendor left origin_time empty (as events.py)."""
-    origin = table["origin_time"]
+    origin = table.column("origin_time")
     valid = pc.fill_null(pc.greater(origin, 0), False)
-    return pc.if_else(valid, origin, table["received_time"]).to_numpy(zero_copy_only=False)
+    return pc.if_else(valid, origin, table.column("received_time")).to_numpy(zero_copy_only=False)
 
 
 def _floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -177,18 +178,26 @@ def _same(a: pa.ChunkedArray | pa.Array, b: pa.ChunkedArray | pa.Array) -> np.nd
     return pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False)
 
 
-def _window(book: pa.Table, trades: pa.Table, golden: GoldenSample) -> tuple[int, int] | None:
-    golden_times = [
-        golden.depth_updates["event_time_ns"].to_numpy(),
-        golden.trades["trade_time_ns"].to_numpy(),
-    ]
-    ours = [_event_time(book), _event_time(trades)]
-    golden_times = [t for t in golden_times if t.size]
-    ours = [t for t in ours if t.size]
-    if not golden_times or not ours:
+def _span(times: list[np.ndarray]) -> tuple[object, object] | None:
+    """(min, max) over arrays, as np.min/np.max over their concatenation; None if all empty."""
+    times = [t for t in times if t.size]
+    if not times:
         return None
-    start = max(min(t.min() for t in golden_times), min(t.min() for t in ours))
-    end = min(max(t.max() for t in golden_times), max(t.max() for t in ours))
+    return np.min([t.min() for t in times]), np.max([t.max() for t in times])
+
+
+def _window(golden: GoldenSample, ours: tuple[object, object] | None) -> tuple[int, int] | None:
+    """The common span of the golden sample's exchange times and ours (`ours`: the span of the
+    book's and trades' event times)."""
+    theirs = _span(
+        [
+            golden.depth_updates["event_time_ns"].to_numpy(),
+            golden.trades["trade_time_ns"].to_numpy(),
+        ]
+    )
+    if theirs is None or ours is None:
+        return None
+    start, end = max(theirs[0], ours[0]), min(theirs[1], ours[1])
     return (int(start), int(end)) if start <= end else None
 
 
@@ -359,6 +368,55 @@ def _verdict(report: FidelityReport, thresholds: FidelityThresholds) -> None:
     report.verdict = FAIL if reasons else PASS
 
 
+# Columns `compare_day` reads of each input.
+BOOK_COLUMNS = [
+    "origin_time",
+    "received_time",
+    "sequence_number",
+    "bid_0_price",
+    "bid_0_size",
+    "ask_0_price",
+    "ask_0_size",
+]
+TRADE_COLUMNS = ["origin_time", "received_time", "trade_id", "price", "quantity", "side"]
+_TIME_COLUMNS = ["origin_time", "received_time"]
+
+# A source reads the named columns of an input as record batches in its stored order; it is
+# called once per pass.
+BatchSource = Callable[[list[str]], Iterable[pa.RecordBatch]]
+
+
+def compare_day_batches(
+    book: BatchSource,
+    trades: BatchSource,
+    golden: GoldenSample,
+    thresholds: FidelityThresholds | None = None,
+) -> FidelityReport:
+    """`compare_day` reading the day's book and trades in batches: a first pass over their time
+    columns finds the common window, a second keeps only their rows inside it (a golden sample
+    covers minutes, so these are few)."""
+    ours = _span(
+        [
+            np.array([t.min(), t.max()])
+            for source in (book, trades)
+            for batch in source(_TIME_COLUMNS)
+            if (t := _event_time(batch)).size
+        ]
+    )
+    window = _window(golden, ours)
+    inside = {}
+    for name, source, columns in (("book", book, BOOK_COLUMNS), ("trades", trades, TRADE_COLUMNS)):
+        kept = []
+        for batch in source(columns) if window is not None else ():
+            time = _event_time(batch)
+            kept.append(batch.filter(pa.array((time >= window[0]) & (time <= window[1]))))
+        schema = kept[0].schema if kept else None
+        inside[name] = (
+            pa.Table.from_batches(kept, schema) if kept else pa.table({c: [] for c in columns})
+        )
+    return _compare(inside["book"], inside["trades"], golden, window, thresholds)
+
+
 def compare_day(
     book: pa.Table,
     trades: pa.Table,
@@ -366,9 +424,20 @@ def compare_day(
     thresholds: FidelityThresholds | None = None,
 ) -> FidelityReport:
     """Judge a day's `reconstructed_book` and `raw_trades` against a parsed golden sample."""
+    ours = _span([_event_time(book), _event_time(trades)])
+    return _compare(book, trades, golden, _window(golden, ours), thresholds)
+
+
+def _compare(
+    book: pa.Table,
+    trades: pa.Table,
+    golden: GoldenSample,
+    window: tuple[int, int] | None,
+    thresholds: FidelityThresholds | None,
+) -> FidelityReport:
+    """The report of the rows of `book` and `trades` inside `window` (other rows are ignored)."""
     thresholds = thresholds or FidelityThresholds()
     report = FidelityReport(golden_malformed_lines=golden.malformed_lines)
-    window = _window(book, trades, golden)
     if window is not None:
         start, end = window
         report.golden_window_start, report.golden_window_end = start, end

@@ -12,13 +12,15 @@ sequence order: a message stamped before its predecessor counts with its predece
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rlx_assets.lake.schema import BOOK_LEVELS
+from rlx_assets.engine.quality import ExactQuantiles
+from rlx_assets.lake.schema import BOOK_LEVELS, book_level_columns
 
 NS_PER_MINUTE = 60 * 10**9
 SIDES = ("BID", "ASK")
@@ -29,8 +31,6 @@ NO_PRIOR_BOOK = "no_prior_book"  # the first published message, or one before th
 LEVEL = "level"
 _NEW_CODE, _DEEPER_CODE, _NO_PRIOR_CODE = BOOK_LEVELS, BOOK_LEVELS + 1, BOOK_LEVELS + 2
 _CODES = BOOK_LEVELS + 3
-# Delta rows per vectorized pass: bounds the temporaries on a 40-million-row day.
-_CHUNK_ROWS = 1 << 20
 
 _FLOAT_STATS = [
     "spread_mean",
@@ -197,7 +197,9 @@ def to_float(
     return values
 
 
-def decimal_difference(left: pa.ChunkedArray, right: pa.ChunkedArray) -> np.ndarray:
+def decimal_difference(
+    left: pa.ChunkedArray | pa.Array, right: pa.ChunkedArray | pa.Array
+) -> np.ndarray:
     """left - right as float64 (NaN where either is null), exact on the decimals first.
 
     A spread of 0.01 is then the float 0.01, not 61686.0 - 61685.99 = 0.01000000000218.
@@ -208,7 +210,10 @@ def decimal_difference(left: pa.ChunkedArray, right: pa.ChunkedArray) -> np.ndar
         and left.type.scale == right.type.scale
     ):
         return to_float(left) - to_float(right)
-    left_array, right_array = left.combine_chunks(), right.combine_chunks()
+    left_array, right_array = (
+        array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+        for array in (left, right)
+    )
     if len(left_array) == 0:
         return np.zeros(0, dtype=np.float64)
     left_low, left_high = _decimal_words(left_array)
@@ -221,46 +226,136 @@ def decimal_difference(left: pa.ChunkedArray, right: pa.ChunkedArray) -> np.ndar
 
 
 # --- times and minutes -------------------------------------------------------------------
+# --- times and minutes -------------------------------------------------------------------
 
 
-def _event_times(table: pa.Table, rows: np.ndarray | None = None) -> np.ndarray:
+def _event_times(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     """origin_time, received_time where origin_time is null or not positive."""
-    origin = table["origin_time"]
-    received = table["received_time"]
-    if rows is not None:
-        origin, received = origin.take(pa.array(rows)), received.take(pa.array(rows))
+    origin = batch["origin_time"] if isinstance(batch, pa.Table) else batch.column("origin_time")
+    received = (
+        batch["received_time"] if isinstance(batch, pa.Table) else batch.column("received_time")
+    )
     valid = pc.fill_null(pc.greater(origin, 0), False)
     times = pc.fill_null(pc.if_else(valid, origin, received), 0)
     return times.to_numpy().astype(np.int64, copy=False)
 
 
-def _monotone(times: np.ndarray) -> np.ndarray:
-    return np.maximum.accumulate(times) if times.size else times
+class _Monotone:
+    """Times made non-decreasing across batches (a running maximum carried between them)."""
+
+    def __init__(self) -> None:
+        self._latest = np.iinfo(np.int64).min
+
+    def __call__(self, times: np.ndarray) -> np.ndarray:
+        if times.size == 0:
+            return times
+        times = np.maximum.accumulate(np.maximum(times, self._latest))
+        self._latest = int(times[-1])
+        return times
 
 
-def _unique_sorted(values: np.ndarray) -> np.ndarray:
-    if values.size == 0 or np.all(values[1:] >= values[:-1]):
-        keep = np.ones(values.size, dtype=bool)
-        keep[1:] = values[1:] != values[:-1]
-        return values[keep]
-    return np.unique(values)
+class _Counts:
+    """Counts (or sums) per minute, merged batch by batch; at most a day's minutes are held."""
+
+    def __init__(self) -> None:
+        self.minutes = np.zeros(0, np.int64)
+        self.counts = np.zeros(0, np.int64)
+
+    def add(self, minutes: np.ndarray, weights: np.ndarray | None = None) -> None:
+        if minutes.size == 0:
+            return
+        weights = np.ones(minutes.size, np.int64) if weights is None else weights
+        merged, inverse = np.unique(np.concatenate([self.minutes, minutes]), return_inverse=True)
+        counts = np.bincount(inverse, np.concatenate([self.counts, weights]), len(merged))
+        self.minutes, self.counts = merged, counts.astype(np.int64)
+
+    def on(self, minutes: np.ndarray) -> np.ndarray:
+        """The counts on the output minutes (0 where none)."""
+        counts = np.zeros(minutes.size, np.int64)
+        counts[np.searchsorted(minutes, self.minutes)] = self.counts
+        return counts
+
+
+# Columns read per input. Every book level is read (depth, imbalance, levels and the delta
+# lookups use all 20 on both sides); the wide book's other columns are not.
+TIME_COLUMNS = ["origin_time", "received_time"]
+BOOK_COLUMNS = [*TIME_COLUMNS, "sequence_number", *book_level_columns()]
+DELTA_COLUMNS = [*TIME_COLUMNS, "sequence_number", "side_is_bid", "price"]
+TRADE_COLUMNS = TIME_COLUMNS
+_SPREAD_COLUMNS = [*TIME_COLUMNS, "bid_0_price", "ask_0_price"]
+
+# A source reads the named columns of an input as record batches, in its stored order; it is
+# called once per pass.
+BatchSource = Callable[[list[str]], Iterable[pa.RecordBatch]]
+
+
+@dataclass
+class _Day:
+    """What the first pass over the time columns finds: the output minutes and their counts."""
+
+    minutes: np.ndarray
+    messages: np.ndarray  # book rows per minute
+    delta_messages: np.ndarray
+    delta_rows: np.ndarray
+    trades: np.ndarray
+    book_rows: int
+    delta_row_count: int
+
+
+def _count_minutes(book: BatchSource, deltas: BatchSource, trades: BatchSource) -> _Day:
+    book_minutes, message_minutes, row_minutes, trade_minutes = (_Counts() for _ in range(4))
+    book_rows = delta_rows = 0
+    book_times = _Monotone()
+    for batch in book(TIME_COLUMNS):
+        book_minutes.add(book_times(_event_times(batch)) // NS_PER_MINUTE)
+        book_rows += batch.num_rows
+    message_times = _Monotone()
+    previous_sequence, previous_minute = None, None
+    for batch in deltas([*TIME_COLUMNS, "sequence_number"]):
+        if batch.num_rows == 0:
+            continue
+        sequence = pc.fill_null(batch.column("sequence_number"), -1).to_numpy()
+        starts = np.flatnonzero(sequence[1:] != sequence[:-1]) + 1
+        continues = previous_sequence is not None and sequence[0] == previous_sequence
+        if continues:  # the first rows finish the previous batch's last message
+            row_minutes.add(
+                np.array([previous_minute]), np.array([starts[0] if starts.size else sequence.size])
+            )
+        else:
+            starts = np.concatenate([[0], starts])
+        if starts.size:
+            minute = message_times(_event_times(batch.take(pa.array(starts)))) // NS_PER_MINUTE
+            lengths = np.diff(np.append(starts, sequence.size))
+            message_minutes.add(minute)
+            row_minutes.add(minute, lengths)
+            previous_minute = int(minute[-1])
+        previous_sequence = sequence[-1]
+        delta_rows += batch.num_rows
+    for batch in trades(TIME_COLUMNS):
+        trade_minutes.add(_event_times(batch) // NS_PER_MINUTE)
+    minutes = np.union1d(
+        np.union1d(book_minutes.minutes, message_minutes.minutes), trade_minutes.minutes
+    ).astype(np.int64)
+    return _Day(
+        minutes,
+        book_minutes.on(minutes),
+        message_minutes.on(minutes),
+        row_minutes.on(minutes),
+        trade_minutes.on(minutes),
+        book_rows,
+        delta_rows,
+    )
 
 
 # --- grouped statistics (groups are output minutes) ----------------------------------------
 
 
-def _weighted_mean(values, weights, groups, n_groups) -> np.ndarray:
-    ok = np.isfinite(values) & (weights > 0)
-    totals = np.bincount(groups[ok], weights[ok], minlength=n_groups)
-    sums = np.bincount(groups[ok], weights[ok] * values[ok], minlength=n_groups)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(totals > 0, sums / np.where(totals > 0, totals, 1), np.nan)
-
-
-def _weighted_quantile(values, weights, groups, n_groups, q: float) -> np.ndarray:
+def _weighted_quantile(values, weights, groups, n_groups, q: float, offset: int = 0):
     """Per group, the smallest value whose cumulative weight reaches q of the group's weight.
 
-    Weights are integer nanoseconds, so the cumulative sums are exact.
+    Weights are integer nanoseconds, so the cumulative sums are exact. `offset` is the weight of
+    the groups before these (earlier batches): the targets are compared as the whole day's
+    cumulative sums would be, so the same floats decide.
     """
     ok = np.isfinite(values) & (weights > 0)
     values, weights, groups = values[ok], weights[ok], groups[ok]
@@ -269,9 +364,9 @@ def _weighted_quantile(values, weights, groups, n_groups, q: float) -> np.ndarra
         return result
     order = np.lexsort((values, groups))
     values, weights, groups = values[order], weights[order], groups[order]
-    cumulative = np.cumsum(weights)
+    cumulative = offset + np.cumsum(weights)
     totals = np.bincount(groups, weights, minlength=n_groups)
-    before = np.cumsum(totals) - totals
+    before = offset + (np.cumsum(totals) - totals)
     present = np.flatnonzero(totals > 0)
     target = before[present] + q * totals[present]
     index = np.searchsorted(cumulative, target, side="left")
@@ -281,26 +376,80 @@ def _weighted_quantile(values, weights, groups, n_groups, q: float) -> np.ndarra
     return result
 
 
-def _reduce_by_group(ufunc, values, groups, n_groups) -> np.ndarray:
-    """fmin/fmax per group; `groups` must be non-decreasing."""
-    result = np.full(n_groups, np.nan)
-    if values.size == 0:
-        return result
-    present, starts = np.unique(groups, return_index=True)
-    result[present] = ufunc.reduceat(values, starts)
-    return result
+class _MinuteQuantile:
+    """A per-minute weighted quantile of segments that arrive in minute order: the minute still
+    open at the end of a batch waits for the next (a minute holds ~600 book rows at full scale)."""
+
+    def __init__(self, n: int, q: float) -> None:
+        self.q = q
+        self.result = np.full(n, np.nan)
+        self._before = 0  # weight of the finished minutes
+        self._open = (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    def update(self, values, weights, groups, final: bool = False) -> None:
+        ok = np.isfinite(values) & (weights > 0)
+        values, weights, groups = (
+            np.concatenate([held, new[ok]])
+            for held, new in zip(self._open, (values, weights, groups), strict=True)
+        )
+        if values.size == 0:
+            return
+        finished = groups < groups[-1] if not final else np.ones(groups.size, bool)
+        self._open = (values[~finished], weights[~finished], groups[~finished])
+        if not finished.any():
+            return
+        values, weights, groups = values[finished], weights[finished], groups[finished]
+        first_group = int(groups[0])
+        local = groups - first_group
+        n_local = int(local[-1]) + 1
+        quantile = _weighted_quantile(values, weights, local, n_local, self.q, self._before)
+        present = np.unique(local)
+        self.result[present + first_group] = quantile[present]
+        self._before += int(weights.sum())
 
 
-def _first_last(values, groups, n_groups) -> tuple[np.ndarray, np.ndarray]:
-    """First and last finite value per group; `groups` must be non-decreasing."""
-    first, last = np.full(n_groups, np.nan), np.full(n_groups, np.nan)
-    ok = np.isfinite(values)
-    values, groups = values[ok], groups[ok]
-    if values.size:
+class _Sums:
+    """Per-minute sums added in segment order (np.add.at adds in index order, as np.bincount
+    does), so a minute's float sum is the one a single pass over the day gives."""
+
+    def __init__(self, n: int) -> None:
+        self.values = np.zeros(n)
+
+    def add(self, groups: np.ndarray, values: np.ndarray) -> None:
+        np.add.at(self.values, groups, values)
+
+
+class _WeightedMean:
+    def __init__(self, n: int) -> None:
+        self.totals, self.sums = _Sums(n), _Sums(n)
+
+    def add(self, values, weights, groups) -> None:
+        ok = np.isfinite(values) & (weights > 0)
+        self.totals.add(groups[ok], weights[ok])
+        self.sums.add(groups[ok], weights[ok] * values[ok])
+
+    def means(self) -> np.ndarray:
+        totals, sums = self.totals.values, self.sums.values
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(totals > 0, sums / np.where(totals > 0, totals, 1), np.nan)
+
+
+class _FirstLast:
+    """First and last finite value per minute."""
+
+    def __init__(self, n: int) -> None:
+        self.first, self.last = np.full(n, np.nan), np.full(n, np.nan)
+
+    def add(self, values, groups) -> None:
+        ok = np.isfinite(values)
+        values, groups = values[ok], groups[ok]
+        if values.size == 0:
+            return
         present, starts = np.unique(groups, return_index=True)
         ends = np.append(starts[1:], values.size) - 1
-        first[present], last[present] = values[starts], values[ends]
-    return first, last
+        unset = np.isnan(self.first[present])
+        self.first[present[unset]] = values[starts[unset]]
+        self.last[present] = values[ends]
 
 
 # --- the book ------------------------------------------------------------------------------
@@ -308,7 +457,11 @@ def _first_last(values, groups, n_groups) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class _Book:
-    times: np.ndarray  # int64 ns, non-decreasing
+    """A batch of book rows, after the last row of the batch before (`carried`, 0 or 1 row),
+    which is where its first segment starts and the book its first messages were applied to."""
+
+    carried: int
+    times: np.ndarray  # int64 ns, non-decreasing over the day
     sequence: np.ndarray
     bid_prices: np.ndarray  # (rows, 20) float64, NaN where the side is shallower
     bid_sizes: np.ndarray  # (rows, 20), 0 where absent
@@ -322,31 +475,64 @@ class _Book:
         return int(self.times.size)
 
 
-def _matrix(book: pa.Table, side: str, kind: str, null: float) -> np.ndarray:
+def _matrix(batch: pa.RecordBatch, side: str, kind: str, null: float) -> np.ndarray:
     """(rows, 20). Prices are made row-major, so the 20 levels of one book row sit together for
-    the delta lookups; sizes, only summed and compared, stay a column-major view."""
-    columns = np.empty((BOOK_LEVELS, book.num_rows), dtype=np.float64)
+    the delta lookups; sizes, only summed and compared, stay a column-major view (summed level
+    by level in order, whatever the batch's length)."""
+    columns = np.empty((BOOK_LEVELS, batch.num_rows), dtype=np.float64)
     for level in range(BOOK_LEVELS):
-        columns[level] = to_float(book[f"{side}_{level}_{kind}"], null)
+        columns[level] = to_float(batch.column(f"{side}_{level}_{kind}"), null)
     return np.ascontiguousarray(columns.T) if kind == "price" else columns.T
 
 
-def _read_book(book: pa.Table) -> _Book:
-    rows = book.num_rows
+def _best(batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Spread and mid of each row."""
+    bid, ask = batch.column("bid_0_price"), batch.column("ask_0_price")
+    mid = (to_float(bid, correctly_rounded=True) + to_float(ask, correctly_rounded=True)) / 2.0
+    return decimal_difference(ask, bid), mid
+
+
+def _read_book(batch: pa.RecordBatch, times: np.ndarray, full: bool) -> _Book:
+    """The batch's rows; without `full` only the times and best prices (spread, mid)."""
+    spread, mid = _best(batch)
+    empty = np.zeros((batch.num_rows, 0))
     return _Book(
-        times=_monotone(_event_times(book)) if rows else np.zeros(0, np.int64),
-        sequence=book["sequence_number"].to_numpy().astype(np.int64, copy=False),
-        bid_prices=_matrix(book, "bid", "price", np.nan),
-        bid_sizes=_matrix(book, "bid", "size", 0.0),
-        ask_prices=_matrix(book, "ask", "price", np.nan),
-        ask_sizes=_matrix(book, "ask", "size", 0.0),
-        spread=decimal_difference(book["ask_0_price"], book["bid_0_price"]),
-        mid=(
-            to_float(book["bid_0_price"], correctly_rounded=True)
-            + to_float(book["ask_0_price"], correctly_rounded=True)
-        )
-        / 2.0,
+        carried=0,
+        times=times,
+        sequence=(
+            pc.fill_null(batch.column("sequence_number"), -1).to_numpy().astype(np.int64)
+            if full
+            else np.zeros(0, np.int64)
+        ),
+        bid_prices=_matrix(batch, "bid", "price", np.nan) if full else empty,
+        bid_sizes=_matrix(batch, "bid", "size", 0.0) if full else empty,
+        ask_prices=_matrix(batch, "ask", "price", np.nan) if full else empty,
+        ask_sizes=_matrix(batch, "ask", "size", 0.0) if full else empty,
+        spread=spread,
+        mid=mid,
     )
+
+
+def _after(previous: _Book | None, book: _Book) -> _Book:
+    """`book` with the last row of `previous` put before it."""
+    if previous is None or previous.rows == 0:
+        return book
+    parts = {}
+    for name in (
+        "times",
+        "sequence",
+        "bid_prices",
+        "bid_sizes",
+        "ask_prices",
+        "ask_sizes",
+        "spread",
+        "mid",
+    ):
+        before, after = getattr(previous, name), getattr(book, name)
+        parts[name] = np.concatenate([before[-1:], after]) if before.size else after
+    for name in ("bid_sizes", "ask_sizes"):  # column-major, as `_matrix` makes them
+        parts[name] = np.asfortranarray(parts[name])
+    return _Book(carried=1, **parts)
 
 
 def _row_stats(state: _Book) -> dict[str, np.ndarray]:
@@ -355,6 +541,8 @@ def _row_stats(state: _Book) -> dict[str, np.ndarray]:
     stats = {"spread": state.spread, "mid": mid}
     with np.errstate(invalid="ignore", divide="ignore"):
         stats["spread_bps"] = state.spread / mid * 1e4
+        if state.bid_sizes.shape[1] == 0:  # only the best prices were read
+            return stats
         for name, depth in (("l1", 1), ("top5", 5), ("top20", BOOK_LEVELS)):
             bids = state.bid_sizes[:, :depth].sum(axis=1)
             asks = state.ask_sizes[:, :depth].sum(axis=1)
@@ -369,63 +557,152 @@ def _row_stats(state: _Book) -> dict[str, np.ndarray]:
 
 @dataclass
 class _Segments:
-    """Book states in force, cut at minute boundaries: which row, which output minute, how long."""
+    """Book states in force, cut at minute boundaries: which row (of the batch, carried row
+    first), which output minute, how long."""
 
     row: np.ndarray
     group: np.ndarray  # index into the output minutes, non-decreasing
     weight: np.ndarray  # int64 ns
 
 
-def _segments(times: np.ndarray, minutes: np.ndarray) -> _Segments:
+class _Cutter:
     """Each row holds until the next row. Cuts at the start and end of every output minute
     carry the row in force into it (from its start) and out of it (the time after a minute
-    without data is dropped), so no segment spans two minutes."""
-    empty = _Segments(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
-    if times.size == 0:
-        return empty
-    cuts = np.union1d(minutes, minutes + 1) * NS_PER_MINUTE
-    cuts = cuts[cuts > times[0]]
-    # The row in force at a cut is the last one stamped strictly before it; a row stamped at the
-    # cut itself follows the cut (the carried state then lasts 0 ns and is dropped).
-    carried = np.searchsorted(times, cuts, side="left") - 1
-    start = np.concatenate([times, cuts])
-    row = np.concatenate([np.arange(times.size), carried])
-    is_row = np.concatenate([np.ones(times.size, np.int8), np.zeros(cuts.size, np.int8)])
-    order = np.lexsort((is_row, start))  # stable: rows of equal time keep sequence order
-    start, row, is_row = start[order], row[order], is_row[order]
-    minute = start // NS_PER_MINUTE
-    end = np.append(start[1:], (minute[-1] + 1) * NS_PER_MINUTE)
-    weight = end - start
-    group = np.searchsorted(minutes, minute)
-    in_output = (group < minutes.size) & (minutes[np.minimum(group, minutes.size - 1)] == minute)
-    keep = in_output & ((weight > 0) | (is_row == 1))
-    return _Segments(row[keep], group[keep], weight[keep])
+    without data is dropped), so no segment spans two minutes.
+
+    Fed the book's times batch by batch; a batch's last row stands into the next batch, so its
+    segment is given with the next batch (or by `finish`)."""
+
+    def __init__(self, minutes: np.ndarray) -> None:
+        self.minutes = minutes
+        self._cuts = np.union1d(minutes, minutes + 1) * NS_PER_MINUTE
+        self._next_cut = 0
+        self._pending: int | None = None  # start of the last row fed, its segment still open
+
+    def _keep(self, start, row, is_row, end) -> _Segments:
+        minute = start // NS_PER_MINUTE
+        weight = end - start
+        group = np.searchsorted(self.minutes, minute)
+        last = self.minutes.size - 1
+        in_output = (group <= last) & (self.minutes[np.minimum(group, max(last, 0))] == minute)
+        keep = in_output & ((weight > 0) | (is_row == 1))
+        return _Segments(row[keep], group[keep], weight[keep])
+
+    def feed(self, times: np.ndarray, carried: int) -> _Segments:
+        """Segments of the rows before the batch's last and of the carried row (index 0 when
+        `carried`), for `times` (the batch's own rows, after the carried one)."""
+        if times.size == 0:
+            return self._keep(*(np.zeros(0, np.int64) for _ in range(4)))
+        if self._pending is None:  # the day's first row: cuts before it carry nothing
+            self._next_cut = int(np.searchsorted(self._cuts, times[0], side="right"))
+        # Cuts up to the batch's last time (a cut at a row's time goes before the row).
+        stop = int(np.searchsorted(self._cuts, times[-1], side="right"))
+        cuts = self._cuts[self._next_cut : stop]
+        self._next_cut = stop
+        # The row in force at a cut is the last one stamped strictly before it.
+        in_force = np.searchsorted(times, cuts, side="left") - 1 + carried
+        start = np.concatenate([times, cuts])
+        row = np.concatenate([np.arange(times.size) + carried, in_force])
+        is_row = np.concatenate([np.ones(times.size, np.int8), np.zeros(cuts.size, np.int8)])
+        order = np.lexsort((is_row, start))  # stable: rows of equal time keep sequence order
+        start, row, is_row = start[order], row[order], is_row[order]
+        if self._pending is not None:
+            start = np.concatenate([[self._pending], start])
+            row = np.concatenate([[0], row])
+            is_row = np.concatenate([[1], is_row])
+        self._pending = int(start[-1])
+        return self._keep(start[:-1], row[:-1], is_row[:-1], start[1:])
+
+    def finish(self) -> _Segments:
+        """The last row's segment, and the cuts after it (the last row, index 0, in force)."""
+        if self._pending is None:
+            return self._keep(*(np.zeros(0, np.int64) for _ in range(4)))
+        cuts = self._cuts[self._next_cut :]
+        start = np.concatenate([[self._pending], cuts])
+        row = np.zeros(start.size, np.int64)
+        is_row = np.concatenate([[1], np.zeros(cuts.size, np.int8)])
+        end = np.append(start[1:], (start[-1] // NS_PER_MINUTE + 1) * NS_PER_MINUTE)
+        return self._keep(start, row, is_row, end)
 
 
-def _minute_book_stats(
-    stats: dict[str, np.ndarray], segments: _Segments, n: int
-) -> dict[str, np.ndarray]:
-    """The book columns of `per_minute` (length n, NaN where a minute had no book)."""
-    columns: dict[str, np.ndarray] = {}
-    group, weight = segments.group, segments.weight
-    weight_float = weight.astype(np.float64)
-    values = {name: array[segments.row] for name, array in stats.items()}
-    for name in ("spread", "spread_bps"):
-        columns[f"{name}_mean"] = _weighted_mean(values[name], weight_float, group, n)
-        columns[f"{name}_p50"] = _weighted_quantile(values[name], weight, group, n, 0.5)
-        columns[f"{name}_max"] = _reduce_by_group(np.fmax, values[name], group, n)
-    columns["mid_open"], columns["mid_close"] = _first_last(values["mid"], group, n)
-    for name in ("imbalance_l1", "imbalance_top5", "imbalance_top20"):
-        columns[f"{name}_mean"] = _weighted_mean(values[name], weight_float, group, n)
-    for side in ("bid", "ask"):
-        depth = values[f"depth_{side}"]
-        columns[f"depth_{side}_mean"] = _weighted_mean(depth, weight_float, group, n)
-        columns[f"depth_{side}_min"] = _reduce_by_group(np.fmin, depth, group, n)
-        columns[f"depth_{side}_max"] = _reduce_by_group(np.fmax, depth, group, n)
-        levels = values[f"levels_{side}"]
-        columns[f"levels_{side}_mean"] = _weighted_mean(levels, weight_float, group, n)
-    columns["book_seconds"] = np.bincount(group, weight_float, minlength=n) / 1e9
-    return columns
+class _MinuteBookStats:
+    """The book columns of `per_minute` (NaN where a minute had no book) and the day's
+    time-weighted figures, accumulated segment batch by segment batch in day order."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.means = {name: _WeightedMean(n) for name in _MEAN_STATS}
+        self.medians = {name: _MinuteQuantile(n, 0.5) for name in ("spread", "spread_bps")}
+        self.maxima = {name: np.full(n, np.nan) for name in _MAX_STATS}
+        self.minima = {name: np.full(n, np.nan) for name in ("depth_bid", "depth_ask")}
+        self.mid = _FirstLast(n)
+        self.book_seconds = _Sums(n)
+        self.day_means = {name: _WeightedMean(1) for name in _DAY_MEAN_STATS}
+        self.day_spread_bps_max = np.full(1, np.nan)
+        self.day_quantiles = _day_quantiles()
+
+    def add(self, stats: dict[str, np.ndarray], segments: _Segments, final: bool) -> None:
+        group, weight = segments.group, segments.weight
+        weight_float = weight.astype(np.float64)
+        values = {name: array[segments.row] for name, array in stats.items()}
+        for name, mean in self.means.items():
+            mean.add(values[name], weight_float, group)
+        for name, median in self.medians.items():
+            median.update(values[name], weight, group, final)
+        for name, maximum in self.maxima.items():
+            np.fmax.at(maximum, group, values[name])
+        for name, minimum in self.minima.items():
+            np.fmin.at(minimum, group, values[name])
+        self.mid.add(values["mid"], group)
+        self.book_seconds.add(group, weight_float)
+        day = np.zeros(group.size, np.int64)  # the whole day is one group
+        for name, mean in self.day_means.items():
+            mean.add(values[name], weight_float, day)
+        np.fmax.at(self.day_spread_bps_max, day, values["spread_bps"])
+        _feed_day_quantiles(self.day_quantiles, values, weight)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        columns = {f"{name}_mean": mean.means() for name, mean in self.means.items()}
+        columns.update({f"{name}_p50": q.result for name, q in self.medians.items()})
+        columns.update({f"{name}_max": v for name, v in self.maxima.items()})
+        columns.update({f"{name}_min": v for name, v in self.minima.items()})
+        columns["mid_open"], columns["mid_close"] = self.mid.first, self.mid.last
+        columns["book_seconds"] = self.book_seconds.values / 1e9
+        return columns
+
+
+_MEAN_STATS = (
+    "spread",
+    "spread_bps",
+    "imbalance_l1",
+    "imbalance_top5",
+    "imbalance_top20",
+    "depth_bid",
+    "depth_ask",
+    "levels_bid",
+    "levels_ask",
+)
+_MAX_STATS = ("spread", "spread_bps", "depth_bid", "depth_ask")
+_DAY_MEAN_STATS = _MEAN_STATS[:7]
+# Day quantiles: (statistic, quantiles). Exact, over the day's segments, in passes.
+_DAY_QUANTILES = (
+    ("spread", (0.5,)),
+    ("spread_bps", (0.5, 0.99)),
+    ("levels_bid", (0.5,)),
+    ("levels_ask", (0.5,)),
+)
+
+
+def _day_quantiles() -> dict[str, ExactQuantiles]:
+    return {name: ExactQuantiles(qs, weighted=True) for name, qs in _DAY_QUANTILES}
+
+
+def _feed_day_quantiles(quantiles: dict[str, ExactQuantiles], values, weight) -> None:
+    for name, estimator in quantiles.items():
+        if estimator.done or name not in values:
+            continue
+        ok = np.isfinite(values[name]) & (weight > 0)
+        estimator.update(values[name][ok], weight[ok])
 
 
 def _level_changes(state: _Book) -> dict[str, np.ndarray]:
@@ -470,65 +747,76 @@ def _lower_bound(matrix: np.ndarray, rows: np.ndarray, prices: np.ndarray, bids:
     return np.where(matched, count, np.where(count >= BOOK_LEVELS, _DEEPER_CODE, _NEW_CODE))
 
 
-def _messages(sequence: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Row offsets of the delta messages (runs of equal sequence numbers, end appended) and
-    their sequence numbers, chunk by chunk: a full day's column is never copied whole."""
-    starts: list[np.ndarray] = []
-    numbers: list[np.ndarray] = []
-    offset, previous = 0, None
-    for chunk in _chunks(sequence):
-        if len(chunk) == 0:
-            continue
-        values = pc.fill_null(chunk, -1).to_numpy(zero_copy_only=False)
-        new = np.flatnonzero(values[1:] != values[:-1]) + 1
-        if previous is None or values[0] != previous:
-            new = np.concatenate([[0], new])
-        starts.append(new + offset)
-        numbers.append(values[new])
-        offset += values.size
-        previous = values[-1]
-    starts.append(np.array([offset]))
-    numbers.append(np.zeros(0, np.int64))
-    return np.concatenate(starts).astype(np.int64), np.concatenate(numbers).astype(np.int64)
+class _DeltaLevels:
+    """Counts (2 sides x _CODES): delta rows by the level of the book before their message.
+
+    The deltas (sorted by sequence number) are read alongside the book (one row per message,
+    in sequence order): a delta row is counted once the book batch holding its message's row
+    is in hand, against the row before that one (the batch's carried row for its first)."""
+
+    def __init__(self, deltas: Iterable[pa.RecordBatch]) -> None:
+        self.counts = np.zeros((2, _CODES), dtype=np.int64)
+        self._batches: Iterator[pa.RecordBatch] | None = iter(deltas)
+        self._held: pa.RecordBatch | None = None  # delta rows past the book read so far
+        self._last_sequence = np.iinfo(np.int64).min  # of the rows counted so far
+
+    def _pending(self) -> Iterator[pa.RecordBatch]:
+        if self._held is not None:
+            held, self._held = self._held, None
+            yield held
+        while self._batches is not None:
+            batch = next(self._batches, None)
+            if batch is None:  # exhausted: not read again (a Parquet reader may not allow it)
+                self._batches = None
+                return
+            yield batch
+
+    def count_through(self, book: _Book | None) -> None:
+        """Count the delta rows up to the last message of `book` (every one left, if None)."""
+        bound = np.iinfo(np.int64).max if book is None or book.rows == 0 else book.sequence[-1]
+        for batch in self._pending():
+            sequence = pc.fill_null(batch.column("sequence_number"), -1).to_numpy()
+            if sequence.size == 0:
+                continue
+            if sequence[0] < self._last_sequence or np.any(sequence[1:] < sequence[:-1]):
+                raise ValueError("raw_book_deltas must be sorted by sequence_number")
+            take = int(np.searchsorted(sequence, bound, side="right"))
+            if take:
+                self._last_sequence = int(sequence[take - 1])
+            if take < sequence.size:
+                self._held = batch.slice(take)
+            if take:
+                self._count(batch.slice(0, take), sequence[:take], book)
+            if take < sequence.size:
+                return
+
+    def _count(self, batch: pa.RecordBatch, sequence: np.ndarray, book: _Book | None) -> None:
+        starts = np.concatenate([[0], np.flatnonzero(sequence[1:] != sequence[:-1]) + 1])
+        prior = _prior_rows(book, sequence[starts])
+        row_prior = np.repeat(prior, np.diff(np.append(starts, sequence.size)))
+        bid = pc.fill_null(batch.column("side_is_bid"), False).to_numpy(zero_copy_only=False)
+        price = to_float(batch.column("price"))
+        for side, bids in ((0, True), (1, False)):
+            matrix = None if book is None else (book.bid_prices if bids else book.ask_prices)
+            on_side = bid if bids else ~bid
+            self.counts[side, _NO_PRIOR_CODE] += int((on_side & (row_prior < 0)).sum())
+            take = on_side & (row_prior >= 0)
+            if take.any():
+                codes = _lower_bound(matrix, row_prior[take], price[take], bids)
+                self.counts[side] += np.bincount(codes, minlength=_CODES)
 
 
-def _prior_rows(state: _Book, message_sequence: np.ndarray) -> np.ndarray:
-    """Per message: the book row before its own (the book it was applied to), -1 if none."""
-    if state.rows == 0:
+def _prior_rows(book: _Book | None, message_sequence: np.ndarray) -> np.ndarray:
+    """Per message: the row (of the batch, carried first) before the first row of the same
+    sequence number among the batch's own rows (the book it was applied to), -1 if none (no
+    such row, or the day's first row)."""
+    if book is None or book.rows == book.carried:
         return np.full(message_sequence.size, -1, dtype=np.int64)
-    order = np.argsort(state.sequence, kind="stable")
-    sorted_sequence = state.sequence[order]
-    position = np.minimum(np.searchsorted(sorted_sequence, message_sequence), state.rows - 1)
-    found = sorted_sequence[position] == message_sequence
-    book_row = order[position]
-    return np.where(found & (book_row > 0), book_row - 1, -1)
-
-
-def _delta_levels(
-    deltas: pa.Table, starts: np.ndarray, message_sequence: np.ndarray, state: _Book
-) -> np.ndarray:
-    """Counts (2 sides x _CODES): delta rows by the level of the pre-message book they hit.
-
-    Chunk by chunk, so a 40-million-row day needs no day-long temporaries."""
-    counts = np.zeros((2, _CODES), dtype=np.int64)
-    prior = _prior_rows(state, message_sequence)
-    rows = deltas.num_rows
-    for begin in range(0, rows, _CHUNK_ROWS):
-        end = min(begin + _CHUNK_ROWS, rows)
-        first = int(np.searchsorted(starts, begin, side="right")) - 1
-        stop = int(np.searchsorted(starts, end, side="left"))
-        lengths = np.diff(np.clip(starts[first : stop + 1], begin, end))
-        chunk_prior = np.repeat(prior[first:stop], lengths)
-        chunk_bid = pc.fill_null(deltas["side_is_bid"].slice(begin, end - begin), False)
-        chunk_bid = chunk_bid.to_numpy(zero_copy_only=False)
-        chunk_price = to_float(deltas["price"].slice(begin, end - begin))
-        for side, bids, matrix in ((0, True, state.bid_prices), (1, False, state.ask_prices)):
-            on_side = chunk_bid if bids else ~chunk_bid
-            counts[side, _NO_PRIOR_CODE] += int((on_side & (chunk_prior < 0)).sum())
-            take = on_side & (chunk_prior >= 0)
-            codes = _lower_bound(matrix, chunk_prior[take], chunk_price[take], bids)
-            counts[side] += np.bincount(codes, minlength=_CODES)
-    return counts
+    own = book.sequence[book.carried :]
+    position = np.minimum(np.searchsorted(own, message_sequence), own.size - 1)
+    found = own[position] == message_sequence
+    row = position + book.carried
+    return np.where(found & (row > 0), row - 1, -1)
 
 
 def _frequency_table(changes: dict, delta_counts: np.ndarray, book_rows: int) -> pa.Table:
@@ -567,6 +855,105 @@ def _frequency_table(changes: dict, delta_counts: np.ndarray, book_rows: int) ->
     )
 
 
+@dataclass
+class _BookStep:
+    book: _Book  # a batch after its carried row
+    stats: dict[str, np.ndarray]  # per row of `book`
+    segments: _Segments
+    final: bool  # the last step: the day's last row and the cuts after it
+
+
+def _rows_from(book: _Book, start: int) -> _Book:
+    return _Book(
+        carried=max(book.carried - start, 0),
+        **{
+            name: getattr(book, name)[start:]
+            for name in (
+                "times",
+                "sequence",
+                "bid_prices",
+                "bid_sizes",
+                "ask_prices",
+                "ask_sizes",
+                "spread",
+                "mid",
+            )
+        },
+    )
+
+
+def _book_steps(
+    source: BatchSource, columns: list[str], minutes: np.ndarray, full: bool
+) -> Iterator[_BookStep]:
+    """The book batch by batch, each after the last row of the one before, with its segments."""
+    cutter = _Cutter(minutes)
+    monotone = _Monotone()
+    previous: _Book | None = None
+    for batch in source(columns):
+        if batch.num_rows == 0:
+            continue
+        times = monotone(_event_times(batch))
+        state = _after(previous, _read_book(batch, times, full))
+        if full and np.any(state.sequence[1:] < state.sequence[:-1]):
+            raise ValueError("reconstructed_book must be in sequence_number order")
+        yield _BookStep(state, _row_stats(state), cutter.feed(times, state.carried), False)
+        previous = state
+    if previous is not None:
+        last = _rows_from(previous, previous.rows - 1)
+        last.carried = 1
+        yield _BookStep(last, _row_stats(last), cutter.finish(), True)
+
+
+# --- the day -------------------------------------------------------------------------------
+@dataclass
+class _BookStep:
+    book: _Book  # a batch after its carried row
+    stats: dict[str, np.ndarray]  # per row of `book`
+    segments: _Segments
+    final: bool  # the last step: the day's last row and the cuts after it
+
+
+def _rows_from(book: _Book, start: int) -> _Book:
+    return _Book(
+        carried=max(book.carried - start, 0),
+        **{
+            name: getattr(book, name)[start:]
+            for name in (
+                "times",
+                "sequence",
+                "bid_prices",
+                "bid_sizes",
+                "ask_prices",
+                "ask_sizes",
+                "spread",
+                "mid",
+            )
+        },
+    )
+
+
+def _book_steps(
+    source: BatchSource, columns: list[str], minutes: np.ndarray, full: bool
+) -> Iterator[_BookStep]:
+    """The book batch by batch, each after the last row of the one before, with its segments."""
+    cutter = _Cutter(minutes)
+    monotone = _Monotone()
+    previous: _Book | None = None
+    for batch in source(columns):
+        if batch.num_rows == 0:
+            continue
+        times = monotone(_event_times(batch))
+        state = _after(previous, _read_book(batch, times, full))
+        if full and np.any(state.sequence[1:] < state.sequence[:-1]):
+            raise ValueError("reconstructed_book must be in sequence_number order")
+        yield _BookStep(state, _row_stats(state), cutter.feed(times, state.carried), False)
+        previous = state
+    if previous is not None:
+        last = _rows_from(previous, previous.rows - 1)
+        last.carried = 1
+        yield _BookStep(last, _row_stats(last), cutter.finish(), True)
+
+
 # --- the day -------------------------------------------------------------------------------
 
 
@@ -578,88 +965,107 @@ def _nullable(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
+BOOK_BATCH_ROWS = 1 << 15  # ~40 MB of decoded levels per batch (80 float64 columns and decimals)
+DELTA_BATCH_ROWS = 1 << 20
+TRADE_BATCH_ROWS = 1 << 20
+
+
+def _table_source(table: pa.Table, batch_rows: int) -> BatchSource:
+    def batches(columns: list[str]) -> Iterable[pa.RecordBatch]:
+        selected = table.select([name for name in columns if name in table.column_names])
+        return selected.to_batches(max_chunksize=batch_rows)
+
+    return batches
+
+
 def microstructure_metrics(
-    book: pa.Table, deltas: pa.Table, trades: pa.Table
+    book: pa.Table, deltas: pa.Table, trades: pa.Table, batch_rows: int | None = None
 ) -> MicrostructureResult:
-    """Per-minute and day microstructure figures (see MicrostructureResult and the module doc).
+    """`microstructure_metrics_batches` of whole tables (in batches of `batch_rows`)."""
+    return microstructure_metrics_batches(
+        _table_source(book, batch_rows or BOOK_BATCH_ROWS),
+        _table_source(deltas, batch_rows or DELTA_BATCH_ROWS),
+        _table_source(trades, batch_rows or TRADE_BATCH_ROWS),
+    )
+
+
+def microstructure_metrics_batches(
+    book: BatchSource, deltas: BatchSource, trades: BatchSource
+) -> MicrostructureResult:
+    """Per-minute and day microstructure figures (see MicrostructureResult and the module doc),
+    reading each input in batches, a few times, never whole.
 
     `book` is the reconstructed book (one row per delta message, sequence order), `deltas` the
-    raw deltas (sorted by sequence_number), `trades` the raw trades.
-    """
-    state = _read_book(book)
-
-    starts, message_sequence = _messages(deltas["sequence_number"])
-    message_rows = np.diff(starts)
-    message_times = (
-        _monotone(_event_times(deltas, starts[:-1])) if message_rows.size else np.zeros(0, np.int64)
-    )
-    trade_times = _event_times(trades) if trades.num_rows else np.zeros(0, np.int64)
-
-    book_minute = state.times // NS_PER_MINUTE
-    message_minute = message_times // NS_PER_MINUTE
-    trade_minute = trade_times // NS_PER_MINUTE
-    minutes = np.union1d(
-        np.union1d(_unique_sorted(book_minute), _unique_sorted(message_minute)),
-        _unique_sorted(trade_minute),
-    ).astype(np.int64)
-    n = int(minutes.size)
-
-    def per_minute_count(minute_of: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        counts = np.bincount(np.searchsorted(minutes, minute_of), weights, minlength=n)
-        return counts.astype(np.int64)
-
-    messages = per_minute_count(book_minute)
-    delta_messages = per_minute_count(message_minute)
-    delta_rows = per_minute_count(message_minute, message_rows.astype(np.float64))
-    trade_counts = per_minute_count(trade_minute)
+    raw deltas (sorted by sequence_number), `trades` the raw trades. Passes: the time columns
+    (the output minutes and their counts); the book with the deltas (every figure); then the
+    book's times and best prices again until the day's exact spread quantiles are found
+    (usually once)."""
+    day = _count_minutes(book, deltas, trades)
+    n = int(day.minutes.size)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(delta_messages > 0, trade_counts / np.maximum(delta_messages, 1), np.nan)
+        ratio = np.where(
+            day.delta_messages > 0, day.trades / np.maximum(day.delta_messages, 1), np.nan
+        )
 
-    stats = _row_stats(state)
-    segments = _segments(state.times, minutes)
-    book_columns = _minute_book_stats(stats, segments, n)
+    stats = _MinuteBookStats(n)
+    changes = {side: np.zeros(BOOK_LEVELS, dtype=np.int64) for side in SIDES}
+    delta_levels = _DeltaLevels(deltas(DELTA_COLUMNS))
+    for step in _book_steps(book, BOOK_COLUMNS, day.minutes, full=True):
+        for side, counts in _level_changes(step.book).items():
+            changes[side] += counts
+        delta_levels.count_through(step.book)
+        stats.add(step.stats, step.segments, step.final)
+    delta_levels.count_through(None)
+    quantiles = stats.day_quantiles
+    for estimator in quantiles.values():
+        estimator.end_pass()
+    while not all(estimator.done for estimator in quantiles.values()):
+        # The spreads need only the best prices; the levels (resolved in the first pass unless
+        # the histograms are made tiny) every level.
+        full = not (quantiles["levels_bid"].done and quantiles["levels_ask"].done)
+        columns = BOOK_COLUMNS if full else _SPREAD_COLUMNS
+        for step in _book_steps(book, columns, day.minutes, full=full):
+            values = {name: array[step.segments.row] for name, array in step.stats.items()}
+            _feed_day_quantiles(quantiles, values, step.segments.weight)
+        for estimator in quantiles.values():
+            estimator.end_pass()
+
+    book_columns = stats.columns()
     per_minute = pa.Table.from_arrays(
         [
-            pa.array(minutes * NS_PER_MINUTE, pa.int64()),
-            pa.array(messages, pa.int64()),
-            pa.array(delta_messages, pa.int64()),
-            pa.array(delta_rows, pa.int64()),
-            pa.array(trade_counts, pa.int64()),
+            pa.array(day.minutes * NS_PER_MINUTE, pa.int64()),
+            pa.array(day.messages, pa.int64()),
+            pa.array(day.delta_messages, pa.int64()),
+            pa.array(day.delta_rows, pa.int64()),
+            pa.array(day.trades, pa.int64()),
             _float_column(ratio),
             pa.array(book_columns["book_seconds"], pa.float64()),
         ]
         + [_float_column(book_columns[name]) for name in _FLOAT_STATS],
         schema=PER_MINUTE_SCHEMA,
     )
-
-    delta_counts = _delta_levels(deltas, starts, message_sequence, state)
-    frequency = _frequency_table(_level_changes(state), delta_counts, state.rows)
-    summary = _summary(stats, segments, per_minute, delta_counts)
+    frequency = _frequency_table(changes, delta_levels.counts, day.book_rows)
+    summary = _summary(stats, per_minute, delta_levels.counts)
     return MicrostructureResult(per_minute, frequency, summary)
 
 
 def _summary(
-    stats: dict[str, np.ndarray],
-    segments: _Segments,
-    per_minute: pa.Table,
-    delta_counts: np.ndarray,
+    stats: _MinuteBookStats, per_minute: pa.Table, delta_counts: np.ndarray
 ) -> dict[str, float | int | None]:
     """Day figures, time-weighted over the minutes of `per_minute` like the minute figures."""
     total_messages = int(pc.sum(per_minute["delta_messages"]).as_py() or 0)
     total_trades = int(pc.sum(per_minute["trades"]).as_py() or 0)
     total_rows = int(pc.sum(per_minute["delta_rows"]).as_py() or 0)
-    group = np.zeros(segments.row.size, dtype=np.int64)  # the whole day is one group
-    weight = segments.weight
-    values = {name: array[segments.row] for name, array in stats.items()}
 
     def mean(name: str) -> float | None:
-        return _nullable(_weighted_mean(values[name], weight.astype(np.float64), group, 1)[0])
+        return _nullable(stats.day_means[name].means()[0])
 
     def quantile(name: str, q: float) -> float | None:
-        return _nullable(_weighted_quantile(values[name], weight, group, 1, q)[0])
-
-    def maximum(name: str) -> float | None:
-        return _nullable(_reduce_by_group(np.fmax, values[name], group, 1)[0])
+        estimator = stats.day_quantiles[name]
+        values = estimator.values()
+        if values is None:
+            return None
+        return _nullable(values[list(dict(_DAY_QUANTILES)[name]).index(q)])
 
     per_second = per_minute["messages"].to_numpy() / 60.0
     matched = int(delta_counts[:, :BOOK_LEVELS].sum())
@@ -677,7 +1083,7 @@ def _summary(
         "spread_bps_mean": mean("spread_bps"),
         "spread_bps_p50": quantile("spread_bps", 0.5),
         "spread_bps_p99": quantile("spread_bps", 0.99),
-        "spread_bps_max": maximum("spread_bps"),
+        "spread_bps_max": _nullable(stats.day_spread_bps_max[0]),
         "imbalance_l1_mean": mean("imbalance_l1"),
         "imbalance_top5_mean": mean("imbalance_top5"),
         "imbalance_top20_mean": mean("imbalance_top20"),

@@ -434,9 +434,47 @@ def quantile_or_zero(values: np.ndarray, q: float) -> float:
 TABLE_SUFFIXES = {"trades": "trades", "book": "snapshots", "book_delta_v2": "deltas"}
 
 
+TimeBatches = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
+
+
+def time_figures(day: dt.date, tables: dict[str, TimeBatches]) -> dict[str, dict]:
+    """Clock skew and origin_time completeness per table and skew over all tables, each table
+    read as (origin, received) ns batches in its own order (-1 where null), in shared passes.
+
+    Returns per table {"skew": clock_skew_ms figures, "completeness": origin_time_completeness
+    figures, "rows": n} and under "all" the skew over every table."""
+    skews = {name: ClockSkew() for name in tables}
+    overall = ClockSkew()
+    completeness = {name: OriginTimeCompleteness(day) for name in tables}
+    first_pass = True
+    while not (overall.done and all(skew.done for skew in skews.values())):
+        for name, batches in tables.items():
+            skew = skews[name]
+            for origin, received in batches():
+                if first_pass:
+                    completeness[name].update(origin)
+                if not skew.done:
+                    skew.update(origin, received)
+                if not overall.done:
+                    overall.update(origin, received)
+        for accumulator in (*skews.values(), overall):
+            accumulator.end_pass()
+        first_pass = False
+    figures: dict[str, dict] = {
+        name: {
+            "skew": skews[name].figures(),
+            "completeness": completeness[name].figures(),
+            "rows": completeness[name].rows,
+        }
+        for name in tables
+    }
+    figures["all"] = overall.figures()
+    return figures
+
+
 def validation_row(
     day: dt.date,
-    times: dict[str, tuple[np.ndarray, np.ndarray]],
+    times: dict[str, dict],
     raw_counts: dict[str, dict[str, int]],
     book: dict[str, object],
     trades: int,
@@ -444,9 +482,9 @@ def validation_row(
 ) -> dict[str, object]:
     """The one-row `validation_report` (DESIGN section 4).
 
-    times: per table (`trades`, `book`, `book_delta_v2`) its (origin, received) ns arrays in the
-    table's own order, -1 where null; raw_counts: per table the raw asset's duplicates_dropped,
-    rows_quarantined, precision_loss_warnings; book: the reconstructed_book's figures.
+    times: `time_figures` of the tables `trades`, `book`, `book_delta_v2`; raw_counts: per
+    table the raw asset's duplicates_dropped, rows_quarantined, precision_loss_warnings; book:
+    the reconstructed_book's figures.
     """
     row: dict[str, object] = {"date": day.isoformat()}
     for name in (
@@ -459,23 +497,22 @@ def validation_row(
     for name in ("mid_deviation_max_bps", "mid_deviation_p99_bps", "top20_match_share"):
         row[name] = float(book.get(name, 0.0))
 
-    origins = [origin for origin, _ in times.values()]
-    receiveds = [received for _, received in times.values()]
-    overall = clock_skew_ms(np.concatenate(origins), np.concatenate(receiveds))
+    overall = times["all"]
     for figure in ("p50", "p99", "min", "max", "p1"):
         row[f"clock_skew_{figure}_ms"] = overall[figure]
     invalid_rows = 0
     total_rows = 0
-    for table, (origin, received) in times.items():
-        suffix = TABLE_SUFFIXES[table]
-        skew = clock_skew_ms(origin, received)
+    for table, suffix in TABLE_SUFFIXES.items():
+        if table not in times:
+            continue
+        skew, completeness = times[table]["skew"], times[table]["completeness"]
         for figure in ("p1", "p50", "p99", "min", "max"):
             row[f"clock_skew_{figure}_ms_{suffix}"] = skew[figure]
-        completeness = origin_time_completeness(origin, day)
         for figure, value in completeness.items():
             row[f"origin_time_{figure}_{suffix}"] = value
-        invalid_rows += round(completeness["invalid_share"] * origin.size)
-        total_rows += origin.size
+        rows = times[table]["rows"]
+        invalid_rows += round(completeness["invalid_share"] * rows)
+        total_rows += rows
     row["origin_time_invalid_share"] = invalid_rows / total_rows if total_rows else 0.0
     for name in ("precision_loss_warnings", "duplicates_dropped", "rows_quarantined"):
         row[name] = int(sum(counts.get(name, 0) for counts in raw_counts.values()))

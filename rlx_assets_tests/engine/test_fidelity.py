@@ -18,6 +18,7 @@ from rlx_assets.engine.fidelity import (
     FidelityReport,
     FidelityThresholds,
     compare_day,
+    compare_day_batches,
 )
 from rlx_assets.engine.golden import (
     BOOK_TICKER_SCHEMA,
@@ -294,3 +295,63 @@ def test_the_real_slice_matches_the_exchange_top_of_book(slice_reports, day) -> 
     assert report.best_bid_rmse == report.best_ask_rmse == 0.0
     assert report.trade_agreement == 1.0 and report.trades_golden >= 3000
     assert report.verdict == PASS, report.verdict_reasons
+
+
+# --- read in batches: the same report as the whole tables ---------------------------------
+
+
+def _source(table: pa.Table, batch_rows: int, reads: list[str] | None = None):
+    def batches(columns: list[str]):
+        if reads is not None:
+            reads.append(tuple(columns))
+        return table.select(columns).to_batches(max_chunksize=batch_rows)
+
+    return batches
+
+
+def _same_report(streamed: FidelityReport, expected: FidelityReport) -> None:
+    assert streamed.row() == expected.row()
+    assert streamed.samples.keys() == expected.samples.keys()
+    for name, (mine, theirs) in expected.samples.items():
+        np.testing.assert_array_equal(streamed.samples[name][0], mine)
+        np.testing.assert_array_equal(streamed.samples[name][1], theirs)
+
+
+CASES = {
+    "mixed": (BOOK, _trades(TRADES_MINE), _golden(TICKERS, TRADES_GOLDEN, [100, 500])),
+    "cut": (BOOK, _trades(TRADES_MINE), _golden(TICKERS, TRADES_GOLDEN[1:], [150, 320])),
+    "no_window": (
+        BOOK,
+        _trades(TRADES_MINE),
+        _golden(TICKERS, [(9000, 1, "1", "1", "buy")], [9000, 9100]),
+    ),
+}
+
+
+@pytest.mark.parametrize("batch_rows", [1, 3, 17, 1000])
+@pytest.mark.parametrize("case", CASES)
+def test_batches_give_the_whole_table_report(case, batch_rows) -> None:
+    book, trades, golden = CASES[case]
+    expected = compare_day(book, trades, golden, LOOSE)
+    streamed = compare_day_batches(
+        _source(book, batch_rows), _source(trades, batch_rows), golden, LOOSE
+    )
+    _same_report(streamed, expected)
+
+
+@pytest.mark.parametrize("batch_rows", [3, 1000])
+def test_the_real_slice_in_batches_gives_the_whole_table_report(batch_rows) -> None:
+    lake = FileLake(str(SLICE))
+    day = FIXTURE_DAYS[0]
+    deltas, snapshots = _clean(lake, schema.BOOK_DELTAS, day), _clean(lake, schema.BOOK, day)
+    book = reconstruct_day(deltas, snapshots, None).book
+    trades = _clean(lake, schema.TRADES, day)
+    golden = parse_golden((SLICE / "golden" / f"BTC-USDT-{day}.jsonl.gz").read_bytes())
+    reads: list[tuple[str, ...]] = []
+    streamed = compare_day_batches(
+        _source(book, batch_rows, reads), _source(trades, batch_rows, reads), golden
+    )
+    _same_report(streamed, compare_day(book, trades, golden))
+    # The time columns first, then only the columns compared.
+    assert reads[:2] == [("origin_time", "received_time")] * 2
+    assert set(reads[2]) < set(book.column_names)

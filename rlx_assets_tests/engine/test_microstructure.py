@@ -6,7 +6,10 @@ from decimal import Decimal
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from rlx_assets.engine import quality
 from rlx_assets.engine.decimals import DECIMAL_TYPE, scaled_to_decimal
 from rlx_assets.engine.microstructure import (
     PER_MINUTE_SCHEMA,
@@ -20,6 +23,7 @@ from rlx_assets.engine.reconstruct import reconstruct_day
 from rlx_assets.lake.files import FileLake
 from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, BOOK_LEVELS, TRADES, book_level_columns
 from rlx_assets_tests.conftest import FIXTURE_DAYS, SLICE
+from rlx_assets_tests.engine import reference_microstructure
 
 T0 = 1_723_161_600 * 10**9  # 2024-08-09 00:00 UTC
 S = 10**9
@@ -409,3 +413,82 @@ def test_real_slice_levels_match_a_plain_reference(real_day) -> None:
     table = _frequency(result)
     assert {k: r["delta_rows"] for k, r in table.items() if r["delta_rows"]} == expected
     assert {k: r["changes"] for k, r in table.items() if r["changes"]} == changes
+
+
+# --- streamed in batches: the same figures as the whole-table reference -------------------
+
+
+def _assert_same(result, expected) -> None:
+    assert result.per_minute.equals(expected.per_minute)
+    assert result.update_frequency_by_level.equals(expected.update_frequency_by_level)
+    assert result.summary == expected.summary
+
+
+@pytest.mark.parametrize("batch_rows", [1, 3, 17, 10**6])
+@pytest.mark.parametrize(
+    "book, deltas, trades",
+    [
+        ([BOOK_A, BOOK_B, BOOK_C], DELTAS, TRADE_TIMES),
+        ([], [], []),
+        ([], DELTAS, TRADE_TIMES),
+        ([BOOK_A, BOOK_B], [], []),
+        ([BOOK_C], DELTAS, []),
+    ],
+    ids=["small", "empty", "no_book", "book_only", "one_row"],
+)
+def test_batches_give_the_reference_figures(batch_rows, book, deltas, trades) -> None:
+    tables = _book(book), _deltas(deltas), _trades(trades)
+    expected = reference_microstructure.microstructure_metrics(*tables)
+    _assert_same(microstructure_metrics(*tables, batch_rows=batch_rows), expected)
+
+
+def _random_day(rng: np.random.Generator, rows: int):
+    """Books on a 0.01 grid with random depth, out-of-order and equal times, minutes without
+    books, and deltas at levels, new prices, deeper, and sequence numbers without a book row."""
+    tick = 0.01
+    entries, delta_rows = [], []
+    time = T0 + int(rng.integers(0, 50 * S))
+    sequence = 100
+    for _ in range(rows):
+        time += int(rng.choice([0, 1, 10**6, 3 * S, 70 * S], p=[0.2, 0.1, 0.4, 0.25, 0.05]))
+        stamped = time - int(rng.integers(0, 2 * S)) if rng.random() < 0.1 else time
+        best_bid = 100 + int(rng.integers(-3, 4))
+        spread = int(rng.choice([1, 1, 1, 2, 5]))
+        bids = [
+            (f"{(best_bid - level) * tick + 60:.2f}", f"{rng.integers(1, 9) / 4:.2f}")
+            for level in range(int(rng.integers(0, BOOK_LEVELS + 1)))
+        ]
+        asks = [
+            (f"{(best_bid + spread + level) * tick + 60:.2f}", f"{rng.integers(1, 9) / 4:.2f}")
+            for level in range(int(rng.integers(0, BOOK_LEVELS + 1)))
+        ]
+        sequence += int(rng.choice([1, 2]))
+        for _ in range(int(rng.integers(1, 6))):
+            bid = bool(rng.random() < 0.5)
+            price = (best_bid + int(rng.integers(-25, 26))) * tick + 60
+            delta_rows.append((stamped, sequence, bid, f"{price:.2f}", "1"))
+        if rng.random() < 0.9:  # some messages have no book row
+            entries.append((stamped, sequence, bids, asks))
+    trades = sorted((T0 + rng.integers(0, time - T0 + 2 * S, int(rng.integers(0, 30)))).tolist())
+    return _book(entries), _deltas(delta_rows), _trades(trades)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 60), st.sampled_from([1, 3, 17, 64]))
+def test_random_days_in_batches_give_the_reference_figures(seed, rows, batch_rows) -> None:
+    tables = _random_day(np.random.default_rng(seed), rows)
+    expected = reference_microstructure.microstructure_metrics(*tables)
+    _assert_same(microstructure_metrics(*tables, batch_rows=batch_rows), expected)
+    with pytest.MonkeyPatch.context() as patch:
+        # Few histogram bins: the day's spread quantiles then need further passes over the book.
+        patch.setattr(quality, "_MAX_BINS", 16)
+        patch.setattr(quality, "_MAX_COLLECTED", 4)
+        _assert_same(microstructure_metrics(*tables, batch_rows=batch_rows), expected)
+
+
+@pytest.mark.parametrize("batch_rows", [17, 1000])
+def test_real_slice_in_batches_gives_the_reference_figures(real_day, batch_rows) -> None:
+    book, deltas, trades, result = real_day
+    expected = reference_microstructure.microstructure_metrics(book, deltas, trades)
+    _assert_same(result, expected)
+    _assert_same(microstructure_metrics(book, deltas, trades, batch_rows=batch_rows), expected)

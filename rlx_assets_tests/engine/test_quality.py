@@ -13,6 +13,8 @@ from rlx_assets.engine.quality import (
     clock_skew_ms_batches,
     origin_time_completeness,
     read_in_passes,
+    time_figures,
+    validation_row,
 )
 from rlx_assets.engine.raw import day_bounds_ns
 from rlx_assets_tests.engine import reference_quality
@@ -20,6 +22,7 @@ from rlx_assets_tests.engine import reference_quality
 DAY = dt.date(2024, 8, 9)
 START, END = day_bounds_ns(DAY)
 BATCH_SIZES = [1, 3, 17, 1000, 10**9]
+TABLE_NAMES = ("trades", "book", "book_delta_v2")
 
 
 def _batches(size: int, *arrays: np.ndarray):
@@ -134,3 +137,23 @@ def test_skew_of_a_large_table_takes_two_passes() -> None:
 
     assert clock_skew_ms_batches(batches) == clock_skew_ms(origin, received)
     assert len(passes) == 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(0, 300), min_size=3, max_size=3),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(BATCH_SIZES),
+)
+def test_validation_row_from_streamed_figures_equals_the_whole_array_row(rows, seed, size) -> None:
+    rng = np.random.default_rng(seed)
+    arrays = {name: _times(rng, n) for name, n in zip(TABLE_NAMES, rows, strict=True)}
+    book = {"gaps_detected": 2, "strategy": "full_replay", "gaps_filled_per_hour": [1] * 24}
+    counts = {"raw_trades": {"duplicates_dropped": 3}, "raw_book_deltas": {"rows_quarantined": 1}}
+    figures = time_figures(DAY, {name: _batches(size, *a) for name, a in arrays.items()})
+    streamed = validation_row(DAY, figures, counts, book, trades=rows[0], delta_messages=7)
+    expected = reference_quality.validation_row(
+        DAY, arrays, counts, book, trades=rows[0], delta_messages=7
+    )
+    assert list(streamed) == list(expected)
+    assert streamed == expected

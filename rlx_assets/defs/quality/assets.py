@@ -10,27 +10,28 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
-    AssetIn,
     AssetKey,
     AssetOut,
     AssetRecordsFilter,
     AssetsDefinition,
     MetadataValue,
     Output,
+    ResourceParam,
     asset,
     multi_asset,
 )
 
 from rlx_assets.defs import check_names
 from rlx_assets.defs.metadata import markdown_table
-from rlx_assets.engine.fidelity import FidelityReport, FidelityThresholds, compare_day
+from rlx_assets.engine.fidelity import FidelityReport, FidelityThresholds, compare_day_batches
 from rlx_assets.engine.golden import concat_samples, parse_golden
-from rlx_assets.engine.microstructure import microstructure_metrics
-from rlx_assets.engine.quality import validation_row
+from rlx_assets.engine.microstructure import BOOK_BATCH_ROWS, microstructure_metrics_batches
+from rlx_assets.engine.quality import TimeBatches, time_figures, validation_row
 from rlx_assets.partitions import day_and_symbol
 from rlx_assets.plots import (
     distribution_plot_png,
@@ -39,7 +40,7 @@ from rlx_assets.plots import (
     timeseries_plot_png,
 )
 from rlx_assets.resources.golden import GoldenResource
-from rlx_assets.resources.io_manager import COLUMNS
+from rlx_assets.resources.io_manager import ParquetIOManager
 from rlx_assets.resources.quality import QualityResource
 
 TIMES = ["origin_time", "received_time"]
@@ -79,15 +80,6 @@ REPORT_COLUMNS = [
     "cold_start",
 ]
 NO_GOLDEN_SAMPLE = "NO_GOLDEN_SAMPLE"
-FIDELITY_BOOK_COLUMNS = [
-    "origin_time",
-    "received_time",
-    "sequence_number",
-    "bid_0_price",
-    "bid_0_size",
-    "ask_0_price",
-    "ask_0_size",
-]
 RAW_COUNTS = ["precision_loss_warnings", "duplicates_dropped", "rows_quarantined"]
 
 
@@ -105,15 +97,62 @@ def recorded_metadata(context: AssetExecutionContext, asset_name: str) -> dict[s
     return {key: value.value for key, value in materialization.metadata.items()}
 
 
-def _timeseries(times: pa.ChunkedArray, values: pa.ChunkedArray, title: str) -> MetadataValue:
+def _timeseries(times, values, title: str) -> MetadataValue:
     """A small PNG of values over the day, as markdown metadata."""
-    png = timeseries_plot_png(times.to_numpy(), pc.fill_null(values, np.nan).to_numpy(), title)
+    if isinstance(values, pa.ChunkedArray):
+        times, values = times.to_numpy(), pc.fill_null(values, np.nan).to_numpy()
+    png = timeseries_plot_png(times, values, title)
     return MetadataValue.md(png_markdown(png, title))
 
 
-def _times(table: pa.Table, order: str) -> tuple[np.ndarray, np.ndarray]:
-    table = table.take(pc.sort_indices(table, sort_keys=[(order, "ascending")]))
-    return tuple(pc.fill_null(table[name], -1).to_numpy() for name in TIMES)
+BATCH_ROWS = 1 << 20  # rows per batch read from a partition: a few MB of the time columns
+
+
+def _time_batches(parquet: pq.ParquetFile) -> TimeBatches:
+    """(origin, received) ns batches in the stored order, -1 where null. The raw book tables
+    are stored sorted by sequence_number (nulls quarantined), their completeness order."""
+
+    def batches():
+        for batch in parquet.iter_batches(BATCH_ROWS, columns=TIMES):
+            yield tuple(pc.fill_null(column, -1).to_numpy() for column in batch.columns)
+
+    return batches
+
+
+def _trade_times_by_id(parquet: pq.ParquetFile) -> TimeBatches:
+    """Trades are stored by (time, trade_id), but their order for completeness is the id: the
+    smallest table (2.7M rows at full scale), so its three int64 columns are held and sorted."""
+    table = parquet.read(columns=[*TIMES, "trade_id"])
+    table = table.take(pc.sort_indices(table, sort_keys=[("trade_id", "ascending")]))
+    origin, received = (pc.fill_null(table[name], -1).to_numpy() for name in TIMES)
+    del table
+
+    def batches():
+        for begin in range(0, origin.size, BATCH_ROWS):
+            yield origin[begin : begin + BATCH_ROWS], received[begin : begin + BATCH_ROWS]
+
+    return batches
+
+
+def _source(parquet: pq.ParquetFile, batch_rows: int = BATCH_ROWS):
+    """The engine's batch source over a stored partition: the named columns, in batches."""
+
+    def batches(columns: list[str]):
+        return parquet.iter_batches(batch_rows, columns=columns)
+
+    return batches
+
+
+def _mid_deviation_points(book: pq.ParquetFile) -> tuple[np.ndarray, np.ndarray]:
+    """(origin_time, mid_deviation_bps) where a deviation was measured (vendor snapshots): the
+    only points the plot draws."""
+    times, values = [np.zeros(0, np.int64)], [np.zeros(0)]
+    for batch in book.iter_batches(BATCH_ROWS, columns=["origin_time", "mid_deviation_bps"]):
+        deviation = pc.fill_null(batch.column(1), np.nan).to_numpy(zero_copy_only=False)
+        measured = np.isfinite(deviation)
+        times.append(batch.column(0).to_numpy(zero_copy_only=False)[measured])
+        values.append(deviation[measured])
+    return np.concatenate(times), np.concatenate(values)
 
 
 def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
@@ -128,28 +167,30 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
         ),
         kinds={"parquet"},
         code_version="1",
-        ins={
-            "raw_trades": AssetIn(metadata={COLUMNS: [*TIMES, "trade_id"]}),
-            "raw_book_snapshots": AssetIn(metadata={COLUMNS: [*TIMES, "sequence_number"]}),
-            "raw_book_deltas": AssetIn(metadata={COLUMNS: [*TIMES, "sequence_number"]}),
-            "reconstructed_book": AssetIn(
-                metadata={COLUMNS: ["origin_time", "sequence_number", "mid_deviation_bps"]}
-            ),
-        },
+        # Streamed from storage in batches, not loaded as inputs.
+        deps=["raw_trades", "raw_book_snapshots", "raw_book_deltas", "reconstructed_book"],
     )
     def validation_report(
-        context: AssetExecutionContext,
-        raw_trades: pa.Table,
-        raw_book_snapshots: pa.Table,
-        raw_book_deltas: pa.Table,
-        reconstructed_book: pa.Table,
+        context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ) -> Output[pa.Table]:
-        day, _ = day_and_symbol(context.partition_key)
-        times = {
-            "trades": _times(raw_trades, "trade_id"),
-            "book": _times(raw_book_snapshots, "sequence_number"),
-            "book_delta_v2": _times(raw_book_deltas, "sequence_number"),
-        }
+        day, symbol = day_and_symbol(context.partition_key)
+        with (
+            io_manager.read_partition("raw_trades", symbol, day) as raw_trades,
+            io_manager.read_partition("raw_book_snapshots", symbol, day) as raw_book_snapshots,
+            io_manager.read_partition("raw_book_deltas", symbol, day) as raw_book_deltas,
+            io_manager.read_partition("reconstructed_book", symbol, day) as reconstructed_book,
+        ):
+            times = time_figures(
+                day,
+                {
+                    "trades": _trade_times_by_id(raw_trades),
+                    "book": _time_batches(raw_book_snapshots),
+                    "book_delta_v2": _time_batches(raw_book_deltas),
+                },
+            )
+            trades = raw_trades.metadata.num_rows
+            delta_messages = reconstructed_book.metadata.num_rows
+            deviation_times, deviations = _mid_deviation_points(reconstructed_book)
         raw_counts = {
             name: recorded_metadata(context, name)
             for name in ("raw_trades", "raw_book_snapshots", "raw_book_deltas")
@@ -163,8 +204,8 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
                 for name, m in raw_counts.items()
             },
             {k: v for k, v in book.items() if k in BOOK_FIGURES},
-            trades=raw_trades.num_rows,
-            delta_messages=reconstructed_book.num_rows,
+            trades=trades,
+            delta_messages=delta_messages,
         )
         table = pa.Table.from_pylist([row])
         shown = [{"figure": k, "value": v} for k, v in row.items() if not isinstance(v, list)]
@@ -174,8 +215,8 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
                 "dagster/row_count": 1,
                 "report": markdown_table(shown, limit=len(shown)),
                 "mid_deviation_over_time": _timeseries(
-                    reconstructed_book["origin_time"],
-                    reconstructed_book["mid_deviation_bps"],
+                    deviation_times,
+                    deviations,
                     "mid deviation vs vendor (bps, before resync)",
                 ),
                 # The DESIGN columns one by one (plottable in the UI); the rest is in `report`.
@@ -210,10 +251,8 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
                 code_version="1",
             )
         },
-        ins={
-            "reconstructed_book": AssetIn(metadata={COLUMNS: FIDELITY_BOOK_COLUMNS}),
-            "raw_trades": AssetIn(),
-        },
+        # Read in batches from storage (only with a golden sample), not loaded as inputs.
+        deps=["reconstructed_book", "raw_trades"],
         check_specs=[
             check_names.partitioned_check(
                 check_names.TOP_OF_BOOK_MATCHES_GOLDEN,
@@ -235,8 +274,7 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
         context: AssetExecutionContext,
         golden: GoldenResource,
         quality: QualityResource,
-        reconstructed_book: pa.Table,
-        raw_trades: pa.Table,
+        io_manager: ResourceParam[ParquetIOManager],
     ):
         day, symbol = day_and_symbol(context.partition_key)
         # The previous day's capture covers the first seconds of this day (collectors cut files
@@ -254,7 +292,11 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
         thresholds = FidelityThresholds(
             min_agreement=quality.min_top_of_book_agreement, alpha=quality.fidelity_alpha
         )
-        report = compare_day(reconstructed_book, raw_trades, sample, thresholds)
+        with (
+            io_manager.read_partition("reconstructed_book", symbol, day) as book,
+            io_manager.read_partition("raw_trades", symbol, day) as trades,
+        ):
+            report = compare_day_batches(_source(book), _source(trades), sample, thresholds)
         row = report.row()
         plots = []
         for name, (mine, theirs) in report.samples.items():
@@ -319,20 +361,21 @@ def build_microstructure_assets(partitions_def) -> list[AssetsDefinition]:
         ),
         kinds={"parquet"},
         code_version="1",
-        ins={
-            "reconstructed_book": AssetIn(),
-            "raw_book_deltas": AssetIn(
-                metadata={
-                    COLUMNS: [*TIMES, "sequence_number", "side_is_bid", "price"],
-                }
-            ),
-            "raw_trades": AssetIn(metadata={COLUMNS: [*TIMES, "trade_id"]}),
-        },
+        # Streamed from storage in batches, not loaded as inputs.
+        deps=["reconstructed_book", "raw_book_deltas", "raw_trades"],
     )
     def microstructure(
-        reconstructed_book: pa.Table, raw_book_deltas: pa.Table, raw_trades: pa.Table
+        context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ) -> Output[pa.Table]:
-        result = microstructure_metrics(reconstructed_book, raw_book_deltas, raw_trades)
+        day, symbol = day_and_symbol(context.partition_key)
+        with (
+            io_manager.read_partition("reconstructed_book", symbol, day) as book,
+            io_manager.read_partition("raw_book_deltas", symbol, day) as deltas,
+            io_manager.read_partition("raw_trades", symbol, day) as trades,
+        ):
+            result = microstructure_metrics_batches(
+                _source(book, BOOK_BATCH_ROWS), _source(deltas), _source(trades)
+            )
         levels = result.update_frequency_by_level.to_pylist()
         per_minute = result.per_minute
         return Output(
