@@ -4,16 +4,36 @@ Order: `event_timestamp` (origin time), then a fixed type rank, then `update_id`
 keep the input order (a stable sort), so the same input gives byte-identical output. A trade ranks
 before the book delta stamped with it (the trade causes the book change), and a snapshot after the
 deltas of its message (it shows the book once they are applied).
+
+The day is streamed, never held: each input is read in batches in its stored order, which is
+already its events' (time, id) order for trades (sorted by time, then trade_id) and, on a sound
+feed, for book deltas and snapshots (sorted by sequence number, their times rising with it). An
+input whose times go backwards somewhere (a clock fault) is found by a first pass over its key
+columns and sorted out of core first. The three streams, in type rank order, are then merged on
+time alone (`merge.merge_rounds`): the merge gives a tie on time to the earlier stream, which is
+the type rank, and keeps each stream's own (time, id) order, which is the rest of the key.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from rlx_assets.engine.decimals import DECIMAL_TYPE
-from rlx_assets.lake.schema import BOOK_LEVELS
+from rlx_assets.engine.merge import (
+    MergedRound,
+    SpillReport,
+    as_table,
+    key_values,
+    merge_rounds,
+    sort_out_of_core,
+)
+from rlx_assets.lake.schema import BOOK_LEVELS, book_level_columns
 
 TRADE, BOOK_DELTA, BOOK_SNAPSHOT = "TRADE", "BOOK_DELTA", "BOOK_SNAPSHOT"
 TYPE_RANK = {TRADE: 0, BOOK_DELTA: 1, BOOK_SNAPSHOT: 2}
@@ -39,10 +59,20 @@ EVENT_SCHEMA = pa.schema(
     ]
 )
 
+BATCH_ROWS = 1 << 16
+"""Rows per batch read from an input: sets the memory held, never the output."""
+RUN_ROWS = 1 << 20
+"""Events of an out-of-order input sorted in memory at once, and merged back at once."""
+BOOK_BATCH_SHARE = 16  # a book row holds 80 decimals, about 16 times an event row's bytes
+
+_EVENT_TYPES = pa.array(sorted(TYPE_RANK, key=TYPE_RANK.get), pa.string())
+
+BatchSource = Callable[[list[str], int], Iterable[pa.RecordBatch | pa.Table]]
+"""An input table read in its stored order: (columns, rows per batch) -> batches."""
+
 
 def type_ranks(event_types: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    ranked = pa.array(sorted(TYPE_RANK, key=TYPE_RANK.get), pa.string())
-    return pc.index_in(event_types, value_set=ranked).to_numpy(zero_copy_only=False)
+    return pc.index_in(event_types, value_set=_EVENT_TYPES).to_numpy(zero_copy_only=False)
 
 
 def _event_time(table: pa.Table) -> pa.Array:
@@ -52,44 +82,33 @@ def _event_time(table: pa.Table) -> pa.Array:
     return pc.if_else(valid, origin, table["received_time"]).combine_chunks()
 
 
-def _filled(rows: int, columns: dict[str, pa.Array]) -> pa.Table:
-    arrays = [
-        columns[field.name] if field.name in columns else pa.nulls(rows, field.type)
-        for field in EVENT_SCHEMA
-    ]
-    return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
+# Each builder returns the event columns its type fills (the others are null in the stream).
 
 
 def trade_events(trades: pa.Table) -> pa.Table:
-    rows = trades.num_rows
-    return _filled(
-        rows,
+    return pa.table(
         {
             "event_timestamp": _event_time(trades),
-            "event_type": pa.array([TRADE] * rows, pa.string()),
             "trade_id": trades["trade_id"].combine_chunks(),
             "trade_price": trades["price"].combine_chunks(),
             "trade_quantity": trades["quantity"].combine_chunks(),
             "trade_side": pc.utf8_upper(trades["side"]).combine_chunks(),
             "received_time": trades["received_time"].combine_chunks(),
-        },
+        }
     )
 
 
 def delta_events(deltas: pa.Table) -> pa.Table:
-    rows = deltas.num_rows
     sides = pc.if_else(deltas["side_is_bid"], "BID", "ASK").combine_chunks()
-    return _filled(
-        rows,
+    return pa.table(
         {
             "event_timestamp": _event_time(deltas),
-            "event_type": pa.array([BOOK_DELTA] * rows, pa.string()),
             "update_id": deltas["sequence_number"].combine_chunks(),
             "delta_side": sides.cast(pa.string()),
             "delta_price": deltas["price"].combine_chunks(),
             "delta_quantity": deltas["size"].combine_chunks(),
             "received_time": deltas["received_time"].combine_chunks(),
-        },
+        }
     )
 
 
@@ -120,24 +139,21 @@ def _levels(book: pa.Table, side: str) -> pa.Array:
 
 
 def snapshot_events(book: pa.Table) -> pa.Table:
-    rows = book.num_rows
-    return _filled(
-        rows,
+    return pa.table(
         {
             "event_timestamp": _event_time(book),
-            "event_type": pa.array([BOOK_SNAPSHOT] * rows, pa.string()),
             "update_id": book["sequence_number"].combine_chunks(),
             "bids": _levels(book, "bid"),
             "asks": _levels(book, "ask"),
             "received_time": book["received_time"].combine_chunks(),
-        },
+        }
     )
 
 
-def snapshot_rows(book: pa.Table) -> pa.Table:
+def snapshot_rows(book: pa.Table, holds_first_row: bool = True) -> pa.Table:
     """The reconstructed rows published as snapshots: the day's first book, every row checked
     against a vendor snapshot (the vendor's cadence), and every resync (a consumer replaying the
-    deltas must jump there)."""
+    deltas must jump there). `holds_first_row`: `book` starts with the day's first row."""
     rows = book.num_rows
     if rows == 0:
         return book
@@ -145,21 +161,146 @@ def snapshot_rows(book: pa.Table) -> pa.Table:
         zero_copy_only=False
     )
     keep = keep.copy()
-    keep[0] = True
+    keep[0] |= holds_first_row
     return book.filter(pa.array(keep))
 
 
-def unified_events(trades: pa.Table, deltas: pa.Table, book: pa.Table) -> pa.Table:
-    """The day's stream, ordered as the module docstring says."""
-    parts = [trade_events(trades), delta_events(deltas), snapshot_events(snapshot_rows(book))]
-    events = pa.concat_tables(parts)
-    rank = type_ranks(events["event_type"])
-    identity = pc.coalesce(events["update_id"], events["trade_id"]).combine_chunks()
-    keys = pa.table({"t": events["event_timestamp"], "rank": pa.array(rank), "id": identity})
-    order = pc.sort_indices(
-        keys, sort_keys=[("t", "ascending"), ("rank", "ascending"), ("id", "ascending")]
+@dataclass(frozen=True)
+class _Input:
+    """One of the day's inputs: what its events are made of and what orders them."""
+
+    event_type: str
+    id_column: str
+    event_id: str  # the id's event column
+    event_columns: tuple[str, ...]
+    key_columns: tuple[str, ...]  # the order, and which rows become events
+    to_events: Callable[[pa.Table], pa.Table]
+    batch_share: int = 1  # read event batches of BATCH_ROWS / batch_share rows (wide rows)
+
+
+_TIMES = ("origin_time", "received_time")
+_INPUTS = (  # in type rank order
+    _Input(
+        TRADE,
+        "trade_id",
+        "trade_id",
+        (*_TIMES, "trade_id", "price", "quantity", "side"),
+        (*_TIMES, "trade_id"),
+        trade_events,
+    ),
+    _Input(
+        BOOK_DELTA,
+        "sequence_number",
+        "update_id",
+        (*_TIMES, "sequence_number", "side_is_bid", "price", "size"),
+        (*_TIMES, "sequence_number"),
+        delta_events,
+    ),
+    _Input(
+        BOOK_SNAPSHOT,
+        "sequence_number",
+        "update_id",
+        (*_TIMES, "sequence_number", *book_level_columns(), "vendor_match", "resynced"),
+        (*_TIMES, "sequence_number", "vendor_match", "resynced"),
+        snapshot_events,
+        batch_share=BOOK_BATCH_SHARE,
+    ),
+)
+
+
+def _rows(
+    spec: _Input, source: BatchSource, columns: tuple[str, ...], batch_rows: int
+) -> Iterator[pa.Table]:
+    """The input's rows that become events, in stored order, in tables of at most batch_rows."""
+    first = True
+    for batch in source(list(columns), batch_rows):
+        table = as_table(batch)
+        if table.num_rows == 0:
+            continue
+        if spec.event_type == BOOK_SNAPSHOT:
+            table = snapshot_rows(table, holds_first_row=first)
+        first = False
+        yield table
+
+
+def _in_event_order(spec: _Input, source: BatchSource, batch_rows: int) -> bool:
+    """Are the input's events in (time, id) order as stored? Reads the key columns only and
+    stops at the first pair out of order."""
+    last: tuple[int, int] | None = None
+    for table in _rows(spec, source, spec.key_columns, batch_rows):
+        if table.num_rows == 0:
+            continue
+        time = key_values(_event_time(table))
+        ids = key_values(table[spec.id_column])
+        if last is not None and (int(time[0]), int(ids[0])) < last:
+            return False
+        later = (time[1:] > time[:-1]) | ((time[1:] == time[:-1]) & (ids[1:] >= ids[:-1]))
+        if not later.all():
+            return False
+        last = (int(time[-1]), int(ids[-1]))
+    return True
+
+
+def _events(spec: _Input, source: BatchSource, batch_rows: int) -> Iterator[pa.Table]:
+    rows = max(1, batch_rows // spec.batch_share)
+    for table in _rows(spec, source, spec.event_columns, rows):
+        yield spec.to_events(table)
+
+
+def _assembled(merged: MergedRound) -> tuple[pa.Table, np.ndarray]:
+    """The round's events in EVENT_SCHEMA, and their type ranks (the stream of each row)."""
+    ranks = np.empty(merged.rows, dtype=np.int8)
+    for rank, positions in enumerate(merged.positions):
+        if positions is not None:
+            ranks[positions] = rank
+    columns = [
+        _EVENT_TYPES.take(pa.array(ranks))
+        if field.name == "event_type"
+        else merged.column(field.name, field.type)
+        for field in EVENT_SCHEMA
+    ]
+    return pa.Table.from_arrays(columns, schema=EVENT_SCHEMA), ranks
+
+
+def unified_event_batches(
+    trades: BatchSource,
+    deltas: BatchSource,
+    book: BatchSource,
+    spill_folder: Path,
+    spill: SpillReport,
+    tally: EventTally,
+    batch_rows: int = BATCH_ROWS,
+    run_rows: int = RUN_ROWS,
+) -> Iterator[pa.Table]:
+    """The day's stream, ordered as the module docstring says, in tables of bounded size.
+
+    `book` is the reconstructed book; only the rows `snapshot_rows` keeps become events. An
+    input out of order is sorted through runs spilled under `spill_folder` (what was written is
+    added to `spill`; the files are gone when the stream ends or is closed). Every table is
+    counted in `tally` as it goes out. The concatenated output is the same for every
+    `batch_rows` and `run_rows`.
+    """
+    streams = []
+    for spec, source in zip(_INPUTS, (trades, deltas, book), strict=True):
+        events = _events(spec, source, batch_rows)
+        if not _in_event_order(spec, source, batch_rows):
+            keys = ("event_timestamp", spec.event_id)
+            events = sort_out_of_core(events, keys, spill_folder, run_rows, run_rows, spill)
+        streams.append(events)
+    for merged in merge_rounds(streams, ["event_timestamp"]):
+        events, ranks = _assembled(merged)
+        ids = pc.fill_null(pc.coalesce(events["update_id"], events["trade_id"]), 0)
+        tally.add(merged.keys[0], ranks, ids.to_numpy())
+        yield events
+
+
+def _pairs_out_of_order(time: np.ndarray, ranks: np.ndarray, ids: np.ndarray) -> int:
+    """Adjacent pairs out of (time, rank, id) order."""
+    later = (time[1:] > time[:-1]) | (
+        (time[1:] == time[:-1])
+        & ((ranks[1:] > ranks[:-1]) | ((ranks[1:] == ranks[:-1]) & (ids[1:] >= ids[:-1])))
     )
-    return events.take(order).combine_chunks()
+    return int(np.count_nonzero(~later))
 
 
 def chronology_violations(events: pa.Table) -> int:
@@ -169,10 +310,32 @@ def chronology_violations(events: pa.Table) -> int:
     time = events["event_timestamp"].to_numpy()
     ranks = type_ranks(events["event_type"])
     ids = pc.fill_null(pc.coalesce(events["update_id"], events["trade_id"]), 0).to_numpy()
-    previous = (time[:-1], ranks[:-1], ids[:-1])
-    current = (time[1:], ranks[1:], ids[1:])
-    later = (current[0] > previous[0]) | (
-        (current[0] == previous[0])
-        & ((current[1] > previous[1]) | ((current[1] == previous[1]) & (current[2] >= previous[2])))
-    )
-    return int((~later).sum())
+    return _pairs_out_of_order(time, ranks, ids)
+
+
+class EventTally:
+    """The figures the asset reports about its stream, counted batch by batch: events per
+    type, adjacent pairs out of order (the pair across two batches included) and events outside
+    the day [start, end)."""
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start, self.end = start, end
+        self.by_type: dict[str, int] = {}
+        self.out_of_order_pairs = 0
+        self.outside_day = 0
+        self._last_key: tuple[np.ndarray, ...] | None = None
+
+    def add(self, time: np.ndarray, ranks: np.ndarray, ids: np.ndarray) -> None:
+        """Count the next events: their times, type ranks and ids (update_id or trade_id)."""
+        if time.size == 0:
+            return
+        keys = (time, ranks, ids)
+        if self._last_key is not None:
+            keys = tuple(np.concatenate(pair) for pair in zip(self._last_key, keys, strict=True))
+        self.out_of_order_pairs += _pairs_out_of_order(*keys)
+        self._last_key = tuple(key[-1:].copy() for key in keys)
+        counts = np.bincount(ranks, minlength=len(TYPE_RANK))
+        for event_type, count in zip(_EVENT_TYPES.to_pylist(), counts, strict=True):
+            if count:
+                self.by_type[event_type] = self.by_type.get(event_type, 0) + int(count)
+        self.outside_day += int(np.count_nonzero((time < self.start) | (time >= self.end)))

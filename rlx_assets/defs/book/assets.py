@@ -1,7 +1,10 @@
 """reconstructed_book, book_state and unified_events, with the checks computed alongside."""
 
+import contextlib
 import datetime as dt
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,13 +27,16 @@ from rlx_assets.defs import check_names
 from rlx_assets.defs.book.streaming import (
     Checkpoints,
     StreamReport,
+    WriteBehind,
     delta_sequences_meet,
     file_identity,
     fingerprint,
+    read_ahead,
     stream_day,
 )
 from rlx_assets.engine.book import message_starts
-from rlx_assets.engine.events import chronology_violations, unified_events
+from rlx_assets.engine.events import EVENT_SCHEMA, BatchSource, EventTally, unified_event_batches
+from rlx_assets.engine.merge import SpillReport
 from rlx_assets.engine.raw import day_bounds_ns
 from rlx_assets.engine.reconstruct import (
     DayReplay,
@@ -47,6 +53,7 @@ from rlx_assets.resources.replay import ReplayResource
 
 RECONSTRUCTED_BOOK = "reconstructed_book"
 BOOK_STATE = "book_state"
+UNIFIED_EVENTS = "unified_events"
 
 
 def _reconstruct(
@@ -104,6 +111,25 @@ def _opens_with_a_burst(deltas: pq.ParquetFile) -> bool:
         return False
     starts = message_starts(batch.column(0).to_numpy())
     return starts.size > 2 and opening_burst(starts, batch.column(1).to_numpy(False))
+
+
+def _batches(table: pq.ParquetFile) -> BatchSource:
+    """Batches decoded on a thread of their own while the merge runs."""
+    return lambda columns, rows: read_ahead(table.iter_batches(rows, columns=columns))
+
+
+def _write_events(batches: Iterator[pa.Table], writer: PartitionWriter) -> None:
+    """Each merged table written on a background thread while the next one is merged."""
+    behind = WriteBehind()
+    try:
+        for events in batches:
+            behind.submit(writer.write, events)
+    except BaseException:
+        behind.close(raise_errors=False)
+        raise
+    behind.close()
+    if writer.rows == 0:
+        writer.write(EVENT_SCHEMA.empty_table())
 
 
 def build_book_assets(partitions_def) -> list[AssetsDefinition]:
@@ -276,9 +302,12 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
         )
 
     @asset(
-        name="unified_events",
+        name=UNIFIED_EVENTS,
         partitions_def=partitions_def,
         group_name="book",
+        # Streamed from storage, not loaded as inputs. reconstructed_book's blocking checks
+        # still stop this asset when they fail.
+        deps=["raw_trades", "raw_book_deltas", RECONSTRUCTED_BOOK],
         description=(
             "One chronological stream of TRADE, BOOK_DELTA and BOOK_SNAPSHOT events (snapshots "
             "from the validated reconstructed book), ordered by event_timestamp, type, id."
@@ -289,34 +318,51 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
             check_names.partitioned_check(
                 check_names.EVENTS_CHRONOLOGICAL,
                 partitions_def=partitions_def,
-                asset="unified_events",
+                asset=UNIFIED_EVENTS,
                 description="Events in (event_timestamp, type rank, id) order, all inside the day.",
             )
         ],
     )
     def unified_events_asset(
-        context: AssetExecutionContext,
-        raw_trades: pa.Table,
-        raw_book_deltas: pa.Table,
-        reconstructed_book: pa.Table,
+        context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ):
-        events = unified_events(raw_trades, raw_book_deltas, reconstructed_book)
-        counts = events.group_by("event_type").aggregate([("event_type", "count")]).to_pylist()
-        by_type = {row["event_type"]: row["event_type_count"] for row in counts}
-        day, _ = day_and_symbol(context.partition_key)
-        start, end = day_bounds_ns(day)
-        times = events["event_timestamp"].to_numpy()
-        outside = int(((times < start) | (times >= end)).sum())
-        disorder = chronology_violations(events)
+        day, symbol = day_and_symbol(context.partition_key)
+        tally = EventTally(*day_bounds_ns(day))
+        spill = SpillReport()
+        with (
+            io_manager.read_partition("raw_trades", symbol, day) as trades,
+            io_manager.read_partition("raw_book_deltas", symbol, day) as deltas,
+            io_manager.read_partition(RECONSTRUCTED_BOOK, symbol, day) as book,
+            io_manager.partition_writer(UNIFIED_EVENTS, symbol, day) as writer,
+            tempfile.TemporaryDirectory(prefix="rlx-unified-events-") as spill_folder,
+            contextlib.closing(
+                unified_event_batches(
+                    _batches(trades),
+                    _batches(deltas),
+                    _batches(book),
+                    Path(spill_folder),
+                    spill,
+                    tally,
+                )
+            ) as batches,
+        ):
+            _write_events(batches, writer)
+        by_type = tally.by_type
         yield Output(
-            events,
+            None,  # written batch by batch above
             metadata={
-                "dagster/row_count": events.num_rows,
+                "dagster/row_count": writer.rows,
+                "path": MetadataValue.path(writer.location),
+                "bytes": writer.size,
                 "events_by_type": MetadataValue.json(by_type),
                 "trade_to_book_ratio": by_type.get("TRADE", 0)
                 / max(1, by_type.get("BOOK_DELTA", 0)),
+                "spilled": spill.runs > 0,
+                "spilled_runs": spill.runs,
+                "spill_bytes": spill.bytes,
             },
         )
+        disorder, outside = tally.out_of_order_pairs, tally.outside_day
         yield AssetCheckResult(
             check_name=check_names.EVENTS_CHRONOLOGICAL,
             passed=disorder == 0 and outside == 0,
