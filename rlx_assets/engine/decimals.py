@@ -20,16 +20,20 @@ DECIMAL_TYPE = pa.decimal128(38, 18)
 MAX_DIGITS = 18
 GRID_SHARE = 0.9999
 # Float rounding: a few ulps of the value, and never less than 1e-9 of a step.
-_ULPS = 4 * np.finfo(np.float64).eps
-_MIN_TOLERANCE_STEPS = 1e-9
+ULPS = 4 * np.finfo(np.float64).eps
+MIN_TOLERANCE_STEPS = 1e-9
 _INT64_LIMIT = 2**63 - 1
+
+
+def to_steps(values: np.ndarray, exponent: int) -> np.ndarray:
+    return values / (10.0**exponent) if exponent >= 0 else values * (10.0**-exponent)
 
 
 def _off_grid_steps(values: np.ndarray, exponent: int) -> np.ndarray:
     """Distance from the nearest grid point in steps of 10**exponent, minus float rounding."""
-    in_steps = values / (10.0**exponent) if exponent >= 0 else values * (10.0**-exponent)
+    in_steps = to_steps(values, exponent)
     distance = np.abs(in_steps - np.rint(in_steps))
-    tolerance = np.maximum(_MIN_TOLERANCE_STEPS, _ULPS * np.abs(in_steps))
+    tolerance = np.maximum(MIN_TOLERANCE_STEPS, ULPS * np.abs(in_steps))
     return distance - tolerance
 
 

@@ -20,9 +20,12 @@ import pyarrow.compute as pc
 from rlx_assets.engine.decimals import (
     GRID_SHARE,
     MAX_DIGITS,
+    MIN_TOLERANCE_STEPS,
+    ULPS,
     on_grid,
     scale_floats,
-    scaled_to_decimal,
+    scaled_columns_to_decimal,
+    to_steps,
 )
 from rlx_assets.engine.runs import MemoryRuns, RunStore, SortedRuns, groups_whole
 from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns
@@ -174,6 +177,9 @@ class Source:
     batches: Iterable[pa.Table]  # normalized (`schema.normalize_table`)
 
 
+_EXACT_STEPS = 2.0**40
+
+
 class GridTally:
     """How many of a day's values lie on each power-of-ten grid, fed chunk by chunk, so the day's
     grid is inferred as `infer_step_exponent` infers it over the whole day at once."""
@@ -184,29 +190,68 @@ class GridTally:
         self.values = 0
         self.largest = 0.0
         self.on_grid = np.zeros(self.EXPONENTS.size, dtype=np.int64)
+        self._fine: int | None = None
 
     def add(self, values: np.ndarray) -> None:
         finite = values[np.isfinite(values)]
         if finite.size == 0:
             return
         self.values += int(finite.size)
-        self.largest = max(self.largest, float(np.max(np.abs(finite))))
-        # A day has few distinct prices and sizes: each grid is tested once per distinct value.
-        counted = pl.Series(finite).value_counts()
+        largest = float(np.max(np.abs(finite)))
+        self.largest = max(self.largest, largest)
+        top = int(np.floor(np.log10(largest))) if largest > 0 else 0
+        fine = self._fine_grid(finite, top)
+        if fine is None:
+            self._count_each(finite)
+            return
+        on = on_grid(finite, fine)
+        steps = np.abs(np.rint(to_steps(finite[on], fine)))
+        # Where float rounding reaches whole steps, rounding to a step is not exact: such values
+        # are counted one by one like the values off the grid.
+        exact = steps < _EXACT_STEPS
+        on_values = finite[on]
+        if not exact.all():
+            self._count_each(on_values[~exact])
+            steps, on_values = steps[exact], on_values[exact]
+        # Values on the fine grid are integers of steps: whether they lie on a coarser grid is
+        # exact integer arithmetic, with `on_grid`'s own tolerance in steps.
+        tolerance_floor = ULPS * steps
+        for index, exponent in enumerate(self.EXPONENTS):
+            if exponent <= fine:
+                # A value on a grid lies on every finer one.
+                self.on_grid[index] += steps.size
+                continue
+            unit = 10.0 ** (exponent - fine)
+            remainder = np.fmod(steps, unit)
+            distance = np.minimum(remainder, unit - remainder)
+            tolerance = np.maximum(unit * MIN_TOLERANCE_STEPS, tolerance_floor)
+            near = distance <= tolerance
+            # At the edge of the tolerance float rounding decides, as it does in `on_grid`.
+            edge = np.abs(distance - tolerance) <= tolerance * 1e-6
+            if edge.any():
+                near[edge] = on_grid(on_values[edge], int(exponent))
+            self.on_grid[index] += int(np.count_nonzero(near))
+        self._count_each(finite[~on])
+
+    def _fine_grid(self, finite: np.ndarray, top: int) -> int | None:
+        """A grid nearly all of these values lie on (so the few off it are counted one by
+        one): the previous chunk's when it still holds, else the coarsest from `top` down."""
+        if self._fine is not None and np.mean(on_grid(finite, self._fine)) >= GRID_SHARE:
+            return self._fine
+        for exponent in range(top, -MAX_DIGITS - 1, -1):
+            if np.mean(on_grid(finite, exponent)) >= GRID_SHARE:
+                self._fine = exponent
+                return exponent
+        return None
+
+    def _count_each(self, values: np.ndarray) -> None:
+        if values.size == 0:
+            return
+        counted = pl.Series(values).value_counts()
         distinct = counted[:, 0].to_numpy()
         counts = counted[:, 1].to_numpy().astype(np.int64)
-        total = int(counts.sum())
-        largest = float(np.max(np.abs(distinct)))
-        top = int(np.floor(np.log10(largest))) if largest > 0 else 0
-        for index in range(self.EXPONENTS.size - 1, -1, -1):
-            on = on_grid(distinct, int(self.EXPONENTS[index]))
-            # Grids coarser than the largest value hold small values within float tolerance of
-            # zero; from the value's own magnitude down, a value on a grid lies on every finer
-            # one: the rest are all on grid.
-            if self.EXPONENTS[index] <= top and on.all():
-                self.on_grid[: index + 1] += total
-                break
-            self.on_grid[index] += int(counts[on].sum())
+        for index, exponent in enumerate(self.EXPONENTS):
+            self.on_grid[index] += int(counts[on_grid(distinct, int(exponent))].sum())
 
     def exponent(self) -> int:
         if self.values == 0:
@@ -438,10 +483,11 @@ def _to_decimals(
         off_grid |= flags.any(axis=1)
         account.precision_loss_warnings += int(flags.sum())
         account.values_on_grid_checked += int(present.sum())
-        ints = scaled.ints.reshape(matrix.shape)
         digits[key] = scaled.digits
-        for position, name in enumerate(names):
-            column = scaled_to_decimal(ints[:, position], scaled.digits, present[:, position])
+        columns = scaled_columns_to_decimal(
+            scaled.ints.reshape(matrix.shape), scaled.digits, present
+        )
+        for name, column in zip(names, columns, strict=True):
             table = table.set_column(table.schema.get_field_index(name), name, column)
     return table.append_column("off_grid", pa.array(off_grid)), digits
 

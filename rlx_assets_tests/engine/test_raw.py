@@ -4,8 +4,11 @@ from decimal import Decimal
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from rlx_assets.engine.raw import clean_day, day_bounds_ns
+from rlx_assets.engine.decimals import infer_step_exponent
+from rlx_assets.engine.raw import GridTally, clean_day, day_bounds_ns
 from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns
 
 DAY = dt.date(2024, 8, 8)
@@ -189,3 +192,24 @@ def test_any_chunk_size_gives_the_same_day_and_no_row_is_lost_or_doubled(seed: i
     placed = sum(c.rows_kept + c.duplicates_dropped + c.rows_quarantined for c in cleaned)
     assert all(c.accounted() for c in cleaned)
     assert placed == total
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    exponent=st.integers(-8, 2),
+    magnitude=st.integers(0, 6),
+    dirty=st.lists(st.floats(1e-9, 1e6, allow_nan=False), max_size=5),
+    chunk=st.integers(50, 400),
+    seed=st.integers(0, 2**16),
+)
+def test_grids_tallied_chunk_by_chunk_are_the_whole_days_grid(
+    exponent: int, magnitude: int, dirty: list[float], chunk: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    steps = rng.integers(0, 10 ** (magnitude + 1), 2_000)
+    values = np.concatenate([steps * 10.0**exponent, dirty, [0.0, np.nan, np.inf]])
+    rng.shuffle(values)
+    tally = GridTally()
+    for start in range(0, values.size, chunk):
+        tally.add(values[start : start + chunk])
+    assert tally.exponent() == infer_step_exponent(values)
