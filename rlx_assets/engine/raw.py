@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -180,6 +181,69 @@ class Source:
 _EXACT_STEPS = 2.0**40
 
 
+@numba.njit(cache=True, nogil=True)
+def _tally_coarser_grids(steps, grids, min_tolerance, ulps, counts, edge):
+    """counts[i] += how many `steps` (whole steps of a fine grid, below 2**40) lie on the grid
+    of 10**(i + 1) fine steps, within `on_grid`'s tolerance (min_tolerance steps of that grid,
+    or ulps of the value); values at the tolerance's edge are left out and marked in `edge`.
+
+    While the tolerance is under half a fine step, "on the grid" is "divisible by 10**(i + 1)":
+    the value's trailing decimal zeros answer all those grids at once. Repeated values (a level
+    standing from row to row) reuse their answer."""
+    units = np.empty(grids)
+    floors = np.empty(grids)
+    for i in range(grids):
+        units[i] = 10.0 ** (i + 1)
+        floors[i] = units[i] * min_tolerance
+    divisible = 0  # grids decided by divisibility whatever the value (below 2**40 steps)
+    while divisible < grids and floors[divisible] + ulps * 2.0**40 < 0.5:
+        divisible += 1
+    by_zeros = np.zeros(divisible + 1, dtype=np.int64)  # values by trailing zeros (capped)
+    near = np.zeros(grids, dtype=np.bool_)
+    previous = -1
+    previous_edge = False
+    zeros = 0
+    for k in range(steps.size):
+        value = steps[k]
+        if value != previous:
+            previous = value
+            previous_edge = False
+            zeros = 0
+            rest = value
+            while rest != 0 and rest % 10 == 0 and zeros < divisible:
+                rest //= 10
+                zeros += 1
+            if value == 0:
+                zeros = divisible
+            for i in range(divisible, grids):
+                if value == 0:
+                    near[i] = True
+                    continue
+                unit = units[i]
+                tolerance = max(floors[i], ulps * value)
+                if unit > 2.0 * value:
+                    distance = float(value)  # the value is its own remainder
+                else:
+                    remainder = float(value % np.int64(unit))
+                    distance = min(remainder, unit - remainder)
+                near[i] = distance <= tolerance
+                if abs(distance - tolerance) <= tolerance * 1e-6:
+                    previous_edge = True
+                    break
+        if previous_edge:
+            edge[k] = True
+            continue
+        by_zeros[zeros] += 1
+        for i in range(divisible, grids):
+            if near[i]:
+                counts[i] += 1
+    # On the grid of 10**(i + 1) steps: the values with at least i + 1 trailing zeros.
+    at_least = 0
+    for zeros in range(divisible, 0, -1):
+        at_least += by_zeros[zeros]
+        counts[zeros - 1] += at_least
+
+
 class GridTally:
     """How many of a day's values lie on each power-of-ten grid, fed chunk by chunk, so the day's
     grid is inferred as `infer_step_exponent` infers it over the whole day at once."""
@@ -200,49 +264,44 @@ class GridTally:
         largest = float(np.max(np.abs(finite)))
         self.largest = max(self.largest, largest)
         top = int(np.floor(np.log10(largest))) if largest > 0 else 0
-        fine = self._fine_grid(finite, top)
+        fine, on = self._fine_grid(finite, top)
         if fine is None:
             self._count_each(finite)
             return
-        on = on_grid(finite, fine)
-        steps = np.abs(np.rint(to_steps(finite[on], fine)))
+        on_values = finite[on]
+        steps = np.abs(np.rint(to_steps(on_values, fine)))
         # Where float rounding reaches whole steps, rounding to a step is not exact: such values
         # are counted one by one like the values off the grid.
         exact = steps < _EXACT_STEPS
-        on_values = finite[on]
         if not exact.all():
             self._count_each(on_values[~exact])
             steps, on_values = steps[exact], on_values[exact]
-        # Values on the fine grid are integers of steps: whether they lie on a coarser grid is
-        # exact integer arithmetic, with `on_grid`'s own tolerance in steps.
-        tolerance_floor = ULPS * steps
-        for index, exponent in enumerate(self.EXPONENTS):
-            if exponent <= fine:
-                # A value on a grid lies on every finer one.
-                self.on_grid[index] += steps.size
-                continue
-            unit = 10.0 ** (exponent - fine)
-            remainder = np.fmod(steps, unit)
-            distance = np.minimum(remainder, unit - remainder)
-            tolerance = np.maximum(unit * MIN_TOLERANCE_STEPS, tolerance_floor)
-            near = distance <= tolerance
-            # At the edge of the tolerance float rounding decides, as it does in `on_grid`.
-            edge = np.abs(distance - tolerance) <= tolerance * 1e-6
-            if edge.any():
-                near[edge] = on_grid(on_values[edge], int(exponent))
-            self.on_grid[index] += int(np.count_nonzero(near))
+        coarser = fine < self.EXPONENTS
+        # On a coarser grid: exact integer arithmetic on the steps, with `on_grid`'s tolerance.
+        grids = int(coarser.sum())
+        counts = np.zeros(grids, dtype=np.int64)
+        edge = np.zeros(steps.size, dtype=np.bool_)
+        _tally_coarser_grids(steps.astype(np.int64), grids, MIN_TOLERANCE_STEPS, ULPS, counts, edge)
+        self.on_grid[coarser] += counts
+        # A value on a grid lies on every finer one.
+        self.on_grid[~coarser] += steps.size - int(edge.sum())
+        # At the edge of the tolerance float rounding decides, as it does in `on_grid`.
+        self._count_each(on_values[edge])
         self._count_each(finite[~on])
 
-    def _fine_grid(self, finite: np.ndarray, top: int) -> int | None:
+    def _fine_grid(self, finite: np.ndarray, top: int) -> tuple[int | None, np.ndarray]:
         """A grid nearly all of these values lie on (so the few off it are counted one by
-        one): the previous chunk's when it still holds, else the coarsest from `top` down."""
-        if self._fine is not None and np.mean(on_grid(finite, self._fine)) >= GRID_SHARE:
-            return self._fine
-        for exponent in range(top, -MAX_DIGITS - 1, -1):
-            if np.mean(on_grid(finite, exponent)) >= GRID_SHARE:
+        one), and which values do: the previous chunk's when it still holds, else the coarsest
+        from `top` down."""
+        candidates = range(top, -MAX_DIGITS - 1, -1)
+        if self._fine is not None:
+            candidates = [self._fine, *candidates]
+        for exponent in candidates:
+            on = on_grid(finite, exponent)
+            if np.mean(on) >= GRID_SHARE:
                 self._fine = exponent
-                return exponent
-        return None
+                return exponent, on
+        return None, on
 
     def _count_each(self, values: np.ndarray) -> None:
         if values.size == 0:
@@ -268,10 +327,12 @@ class GridTally:
 
 
 def _present_values(table: pa.Table, names: list[str]) -> np.ndarray:
+    """The values of these columns, column after column (a level's values repeat from row to
+    row, which the grid tally is quick to count)."""
     if not table.num_rows:
         return np.zeros(0)
     matrix = np.stack(
-        [table[name].to_numpy(zero_copy_only=False).astype(np.float64) for name in names], axis=1
+        [table[name].to_numpy(zero_copy_only=False).astype(np.float64) for name in names], axis=0
     )
     return matrix[~np.isnan(matrix)]
 
