@@ -220,7 +220,7 @@ def _write(table: pa.Table, path: Path) -> None:
 def replay_input(deltas: pa.Table, snapshots: pa.Table) -> ReplayInput:
     """The whole day as one engine input, prepared as `DayReplay.prepare` prepares a chunk (the
     synthetic day opens with a whole book, so no message is forced to resync)."""
-    digits = recorded_digits(deltas.schema) or day_digits(deltas, snapshots, None)
+    digits = recorded_digits(deltas.schema.metadata) or day_digits(deltas, snapshots, None)
     return DayReplay(None, *digits, DAY, seed_from_vendor=False).prepare(deltas, snapshots).data
 
 
@@ -262,7 +262,7 @@ def engine_chunks(work: Path, scale: float, chunk_rows: int) -> tuple[DayReplay,
 
     deltas = pq.ParquetFile(raw_path(work, scale, RAW_DELTAS))
     snapshots = pq.ParquetFile(raw_path(work, scale, RAW_SNAPSHOTS))
-    digits = recorded_digits(deltas.schema_arrow)
+    digits = recorded_digits(deltas.metadata.metadata)
     template = DayReplay(None, *digits, DAY, seed_from_vendor=True)
     prepared = [template.prepare(d, v) for d, v in day_chunks(deltas, snapshots, chunk_rows)]
     return DayReplay(None, *digits, DAY, seed_from_vendor=True), prepared

@@ -71,7 +71,10 @@ def _reconstruct(
         result = reconstruct_day(deltas.read(), snapshots.read(), previous_state, day=day)
         writer.write(result.book)
         return result, StreamReport()
-    recorded = recorded_digits(deltas.schema_arrow), recorded_digits(snapshots.schema_arrow)
+    recorded = (
+        recorded_digits(deltas.metadata.metadata),
+        recorded_digits(snapshots.metadata.metadata),
+    )
     if None in recorded:  # written before digits were recorded: read the columns once
         price_digits, size_digits = day_digits(deltas.read(), snapshots.read(), previous_state)
     else:
