@@ -905,56 +905,6 @@ def _book_steps(
 
 
 # --- the day -------------------------------------------------------------------------------
-@dataclass
-class _BookStep:
-    book: _Book  # a batch after its carried row
-    stats: dict[str, np.ndarray]  # per row of `book`
-    segments: _Segments
-    final: bool  # the last step: the day's last row and the cuts after it
-
-
-def _rows_from(book: _Book, start: int) -> _Book:
-    return _Book(
-        carried=max(book.carried - start, 0),
-        **{
-            name: getattr(book, name)[start:]
-            for name in (
-                "times",
-                "sequence",
-                "bid_prices",
-                "bid_sizes",
-                "ask_prices",
-                "ask_sizes",
-                "spread",
-                "mid",
-            )
-        },
-    )
-
-
-def _book_steps(
-    source: BatchSource, columns: list[str], minutes: np.ndarray, full: bool
-) -> Iterator[_BookStep]:
-    """The book batch by batch, each after the last row of the one before, with its segments."""
-    cutter = _Cutter(minutes)
-    monotone = _Monotone()
-    previous: _Book | None = None
-    for batch in source(columns):
-        if batch.num_rows == 0:
-            continue
-        times = monotone(_event_times(batch))
-        state = _after(previous, _read_book(batch, times, full))
-        if full and np.any(state.sequence[1:] < state.sequence[:-1]):
-            raise ValueError("reconstructed_book must be in sequence_number order")
-        yield _BookStep(state, _row_stats(state), cutter.feed(times, state.carried), False)
-        previous = state
-    if previous is not None:
-        last = _rows_from(previous, previous.rows - 1)
-        last.carried = 1
-        yield _BookStep(last, _row_stats(last), cutter.finish(), True)
-
-
-# --- the day -------------------------------------------------------------------------------
 
 
 def _float_column(values: np.ndarray) -> pa.Array:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -109,3 +110,34 @@ class TableSource:
 
     def close(self) -> None:
         self._table = self._table.slice(0, 0)
+
+
+class _HashingSink:
+    """A write-only file that hashes what is written (nothing is kept)."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def ipc_sha256(schema: pa.Schema, parts: Iterable[pa.Table | pa.RecordBatch]) -> str:
+    """SHA-256 of rows as an Arrow IPC stream (a deterministic serialization), written part by
+    part: nothing beyond one part is held."""
+    sink = _HashingSink()
+    with pa.PythonFile(sink, mode="w") as file, pa.ipc.new_stream(file, schema) as writer:
+        for part in parts:
+            if isinstance(part, pa.Table):
+                writer.write_table(part)
+            else:
+                writer.write_batch(part)
+    return sink.hash.hexdigest()

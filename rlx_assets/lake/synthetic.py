@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 
 from rlx_assets.lake import schema
 from rlx_assets.lake import synthetic_kernel as kernel
-from rlx_assets.lake.source import DayFiles, SourceFile, TableSource
+from rlx_assets.lake.source import DayFiles, SourceFile, TableSource, ipc_sha256
 
 if TYPE_CHECKING:
     from rlx_assets.lake.synthetic_faults import FaultRates
@@ -609,32 +609,6 @@ def generate_origin_day(
 # --- The lake --------------------------------------------------------------------------------
 
 
-class _HashingSink:
-    """A write-only file that only hashes what is written (no copy of a large table)."""
-
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
-        self.closed = False
-
-    def write(self, data: bytes) -> int:
-        self.hash.update(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def _ipc_sha256(table: pa.Table) -> str:
-    """SHA-256 of the table's Arrow IPC stream: a deterministic serialization of the rows."""
-    sink = _HashingSink()
-    with pa.PythonFile(sink, mode="w") as file, pa.ipc.new_stream(file, table.schema) as writer:
-        writer.write_table(table)
-    return sink.hash.hexdigest()
-
-
 def _sort_key(table: str) -> str:
     return "trade_id" if table == schema.TRADES else "sequence_number"
 
@@ -705,7 +679,9 @@ class SyntheticLake:
         key = _sort_key(table)
         if not _in_receive_order(rows, key):
             rows = rows.sort_by([("received_time", "ascending"), (key, "ascending")])
-        file = SourceFile(uri=uri, size=rows.nbytes, etag=None, sha256=_ipc_sha256(rows))
+        file = SourceFile(
+            uri=uri, size=rows.nbytes, etag=None, sha256=ipc_sha256(rows.schema, [rows])
+        )
         return DayFiles(files=[file], tables=[rows])
 
     def open_day(

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import os
 import re
 import shutil
@@ -55,6 +54,7 @@ from fsspec.utils import get_protocol
 from pydantic import Field
 
 from rlx_assets.lake.open import s3_options
+from rlx_assets.lake.source import ipc_sha256
 
 PART_FILE = "part-0.parquet"
 STAGING_DIR = ".staging"  # under base_url; never inside an asset folder
@@ -444,36 +444,13 @@ class PartitionWriter:
         self._pending = []
 
 
-class _HashingSink:
-    """A write-only file that hashes what is written (nothing is kept)."""
-
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
-        self.closed = False
-
-    def write(self, data: bytes) -> int:
-        self.hash.update(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-
 CONTENT_BATCH_ROWS = 65_536
 
 
 def content_sha256(parquet: pq.ParquetFile) -> str:
     """SHA-256 of a partition's rows as an Arrow IPC stream, read batch by batch: equal hashes
     mean equal data (batches are cut by row count and the file's fixed row groups)."""
-    sink = _HashingSink()
-    schema = parquet.schema_arrow
-    with pa.PythonFile(sink, mode="w") as file, pa.ipc.new_stream(file, schema) as writer:
-        for batch in parquet.iter_batches(CONTENT_BATCH_ROWS):
-            writer.write_batch(batch)
-    return sink.hash.hexdigest()
+    return ipc_sha256(parquet.schema_arrow, parquet.iter_batches(CONTENT_BATCH_ROWS))
 
 
 def _publish_local(
