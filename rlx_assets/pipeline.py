@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime as dt
+import sys
 
 from dagster import AssetCheckSeverity, DagsterInstance, ExecuteInProcessResult
 
@@ -20,12 +23,25 @@ def run_partition(
 ) -> ExecuteInProcessResult:
     """One run of every asset for `day|symbol`; the full event log still goes to the instance."""
     job = build_definitions(settings).resolve_job_def(ALL_ASSETS_JOB)
-    return job.execute_in_process(
-        partition_key=partition_key(day, symbol),
-        instance=instance,
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": console_log_level}}}},
-    )
+    try:
+        return job.execute_in_process(
+            partition_key=partition_key(day, symbol),
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": console_log_level}}}},
+        )
+    finally:
+        release_free_memory()
+
+
+def release_free_memory() -> None:
+    """Hand memory freed by a partition back to the OS. glibc keeps freed heap in its arenas
+    (one per thread that allocated, and the streaming steps use threads): days run in one
+    process would otherwise each start from a higher floor (7 days: +40% peak by the last)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (e.g. musl): nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def failure_reason(result: ExecuteInProcessResult) -> str:
