@@ -31,7 +31,7 @@ from rlx_assets.engine.quality import (
 )
 from rlx_assets.engine.raw import RawAccount, Source, clean_partition, row_groups_for_day
 from rlx_assets.engine.runs import Run
-from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, TRADES
+from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES
 from rlx_assets.lake.source import SourceFile, SourceReader
 from rlx_assets.partitions import day_and_symbol
 from rlx_assets.resources.io_manager import ParquetIOManager, content_sha256
@@ -41,6 +41,16 @@ from rlx_assets.resources.spill import DiskRuns
 
 ONE_DAY = dt.timedelta(days=1)
 READ_BATCH_ROWS = 1_000_000  # rows decoded at a time, from the lake and from storage
+READ_BATCH_BYTES = 64 << 20  # a wide table (the 80-column book) is read in fewer rows at a time
+
+
+def read_batch_rows(table_name: str) -> int:
+    """Rows of about READ_BATCH_BYTES of the table's float and int64 columns, at most
+    READ_BATCH_ROWS: the batch every pass of the cleaning works on."""
+    width = 8 * len(SCHEMAS[table_name].names)
+    return max(10_000, min(READ_BATCH_ROWS, READ_BATCH_BYTES // width))
+
+
 QUARANTINE = "quarantine"  # <storage>/quarantine/<raw asset>/exchange=/symbol=/dt=/part-0.parquet
 
 RAW_ASSETS = {
@@ -146,7 +156,7 @@ def build_raw_asset(
                             filed_under,
                             reader.batches(
                                 row_groups_for_day(table_name, reader.row_groups, filed_under, day),
-                                READ_BATCH_ROWS,
+                                read_batch_rows(table_name),
                             ),
                         )
                         for filed_under, found in readers.items()
@@ -156,6 +166,7 @@ def build_raw_asset(
                     writer.write,
                     quarantined.write,
                     *lake.grid_exponents(symbol),
+                    chunk_rows=read_batch_rows(table_name),
                 )
                 if not account.accounted():
                     raise RuntimeError(
