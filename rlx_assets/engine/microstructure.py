@@ -513,21 +513,25 @@ def _read_book(batch: pa.RecordBatch, times: np.ndarray, full: bool) -> _Book:
     )
 
 
+# The per-row arrays of a `_Book` (a batch is cut or joined by cutting or joining each).
+_BOOK_ARRAYS = (
+    "times",
+    "sequence",
+    "bid_prices",
+    "bid_sizes",
+    "ask_prices",
+    "ask_sizes",
+    "spread",
+    "mid",
+)
+
+
 def _after(previous: _Book | None, book: _Book) -> _Book:
     """`book` with the last row of `previous` put before it."""
     if previous is None or previous.rows == 0:
         return book
     parts = {}
-    for name in (
-        "times",
-        "sequence",
-        "bid_prices",
-        "bid_sizes",
-        "ask_prices",
-        "ask_sizes",
-        "spread",
-        "mid",
-    ):
+    for name in _BOOK_ARRAYS:
         before, after = getattr(previous, name), getattr(book, name)
         parts[name] = np.concatenate([before[-1:], after]) if before.size else after
     for name in ("bid_sizes", "ask_sizes"):  # column-major, as `_matrix` makes them
@@ -866,19 +870,7 @@ class _BookStep:
 def _rows_from(book: _Book, start: int) -> _Book:
     return _Book(
         carried=max(book.carried - start, 0),
-        **{
-            name: getattr(book, name)[start:]
-            for name in (
-                "times",
-                "sequence",
-                "bid_prices",
-                "bid_sizes",
-                "ask_prices",
-                "ask_sizes",
-                "spread",
-                "mid",
-            )
-        },
+        **{name: getattr(book, name)[start:] for name in _BOOK_ARRAYS},
     )
 
 

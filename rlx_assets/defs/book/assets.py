@@ -2,6 +2,7 @@
 
 import contextlib
 import datetime as dt
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -332,12 +333,15 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
         day, symbol = day_and_symbol(context.partition_key)
         tally = EventTally(*day_bounds_ns(day))
         spill = SpillReport()
+        spill_parent = io_manager.spill_parent()  # beside local storage, as the raw assets'
+        if spill_parent is not None:
+            os.makedirs(spill_parent, exist_ok=True)
         with (
             io_manager.read_partition("raw_trades", symbol, day) as trades,
             io_manager.read_partition("raw_book_deltas", symbol, day) as deltas,
             io_manager.read_partition(RECONSTRUCTED_BOOK, symbol, day) as book,
             io_manager.partition_writer(UNIFIED_EVENTS, symbol, day) as writer,
-            tempfile.TemporaryDirectory(prefix="rlx-unified-events-") as spill_folder,
+            tempfile.TemporaryDirectory(prefix="rlx-events-", dir=spill_parent) as spill_folder,
             contextlib.closing(
                 unified_event_batches(
                     _batches(trades),
