@@ -43,6 +43,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from _machine import available_memory
+
 REPO = Path(__file__).resolve().parents[1]
 EXCHANGE = "BINANCE"
 SYMBOL = "BTC-USDT"
@@ -186,7 +188,7 @@ def run_measured(
                 break
             tree = _process_tree(child.pid)
             tree_peak = max(tree_peak, sum(_rss_bytes(p) for p in tree))
-            available = _available_memory()
+            available = available_memory()
             if not stopped and available is not None and available < min_free_gb * GIB:
                 _kill(child.pid, tree)
                 stopped = True
@@ -240,18 +242,6 @@ def _kill(session: int, tree: list[int]) -> None:
     for pid in tree:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-
-
-def _available_memory() -> int | None:
-    """MemAvailable of the machine in bytes (Linux), else None."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def _step_command(args: argparse.Namespace, step: str, scale: float, result: Path) -> list[str]:

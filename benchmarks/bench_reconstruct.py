@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from _machine import available_memory
 
 from rlx_assets.engine.book import LEVELS, BookSide, ReplayInput, message_starts, replay
 from rlx_assets.engine.decimals import (
@@ -815,7 +816,7 @@ def run_step(args: argparse.Namespace, step: str, scale: float) -> dict[str, Any
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)
             if pid:
                 break
-            available = _available_memory()
+            available = available_memory()
             if not stopped and available is not None and available < args.min_free_gb * GB:
                 # Stop this child (only it) before the machine runs out of memory.
                 os.kill(child.pid, signal.SIGKILL)
@@ -846,18 +847,6 @@ def _bytecode_compiled() -> bool:
 
     package = Path(dagster.__file__).parent
     return any((package / "__pycache__").glob("*.pyc"))
-
-
-def _available_memory() -> int | None:
-    """MemAvailable of the machine in bytes (Linux), else None."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def build_input(args: argparse.Namespace, scale: float) -> dict[str, Any]:
