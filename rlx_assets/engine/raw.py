@@ -28,7 +28,7 @@ from rlx_assets.engine.decimals import (
     scaled_columns_to_decimal,
     to_steps,
 )
-from rlx_assets.engine.runs import MemoryRuns, RunStore, SortedRuns, groups_whole
+from rlx_assets.engine.runs import MemoryRuns, Run, RunStore, SortedRuns, groups_whole
 from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns
 from rlx_assets.lake.source import RowGroup
 
@@ -181,6 +181,42 @@ class Source:
 _EXACT_STEPS = 2.0**40
 
 
+_CACHE_BITS = 16  # answers remembered by value: a day's prices and sizes repeat a great deal
+
+
+@numba.njit(cache=True, nogil=True)
+def _grids_of(value, divisible, grids, units, floors, ulps):
+    """For one whole number of fine steps: its trailing decimal zeros (capped at `divisible`);
+    the grids from `divisible` on that it lies near, as bits (grid i: bit i) where the grid's
+    unit is at most twice the value, and as the first of the coarser grids (`grids` if none),
+    which it lies near from there on (the distance is the value itself, the tolerance only
+    grows); and whether it sits at a tolerance's edge."""
+    zeros = 0
+    if value == 0:
+        return divisible, np.uint64(0), divisible, False
+    rest = value
+    while rest % 10 == 0 and zeros < divisible:
+        rest //= 10
+        zeros += 1
+    near = np.uint64(0)
+    for i in range(divisible, grids):
+        unit = units[i]
+        tolerance = max(floors[i], ulps * value)
+        coarse = unit > 2.0 * value
+        if coarse:
+            distance = float(value)  # the value is its own remainder
+        else:
+            remainder = float(value % np.int64(unit))
+            distance = min(remainder, unit - remainder)
+        if abs(distance - tolerance) <= tolerance * 1e-6:
+            return zeros, np.uint64(0), grids, True
+        if distance <= tolerance:
+            if coarse:
+                return zeros, near, i, False
+            near |= np.uint64(1) << np.uint64(i)
+    return zeros, near, grids, False
+
+
 @numba.njit(cache=True, nogil=True)
 def _tally_coarser_grids(steps, grids, min_tolerance, ulps, counts, edge):
     """counts[i] += how many `steps` (whole steps of a fine grid, below 2**40) lie on the grid
@@ -188,8 +224,8 @@ def _tally_coarser_grids(steps, grids, min_tolerance, ulps, counts, edge):
     or ulps of the value); values at the tolerance's edge are left out and marked in `edge`.
 
     While the tolerance is under half a fine step, "on the grid" is "divisible by 10**(i + 1)":
-    the value's trailing decimal zeros answer all those grids at once. Repeated values (a level
-    standing from row to row) reuse their answer."""
+    the value's trailing decimal zeros answer all those grids at once. A value's answer is
+    remembered (by value, in a small table), so repeated values cost a lookup."""
     units = np.empty(grids)
     floors = np.empty(grids)
     for i in range(grids):
@@ -199,49 +235,81 @@ def _tally_coarser_grids(steps, grids, min_tolerance, ulps, counts, edge):
     while divisible < grids and floors[divisible] + ulps * 2.0**40 < 0.5:
         divisible += 1
     by_zeros = np.zeros(divisible + 1, dtype=np.int64)  # values by trailing zeros (capped)
-    near = np.zeros(grids, dtype=np.bool_)
-    previous = -1
-    previous_edge = False
-    zeros = 0
+    by_first_coarse = np.zeros(grids + 1, dtype=np.int64)  # values near every grid from i on
+    size = 1 << _CACHE_BITS
+    cached_value = np.full(size, -1, dtype=np.int64)
+    cached_zeros = np.zeros(size, dtype=np.int64)
+    cached_near = np.zeros(size, dtype=np.uint64)
+    cached_first_coarse = np.zeros(size, dtype=np.int64)
+    cached_edge = np.zeros(size, dtype=np.bool_)
+    shift = np.uint64(64 - _CACHE_BITS)
     for k in range(steps.size):
         value = steps[k]
-        if value != previous:
-            previous = value
-            previous_edge = False
-            zeros = 0
-            rest = value
-            while rest != 0 and rest % 10 == 0 and zeros < divisible:
-                rest //= 10
-                zeros += 1
-            if value == 0:
-                zeros = divisible
-            for i in range(divisible, grids):
-                if value == 0:
-                    near[i] = True
-                    continue
-                unit = units[i]
-                tolerance = max(floors[i], ulps * value)
-                if unit > 2.0 * value:
-                    distance = float(value)  # the value is its own remainder
-                else:
-                    remainder = float(value % np.int64(unit))
-                    distance = min(remainder, unit - remainder)
-                near[i] = distance <= tolerance
-                if abs(distance - tolerance) <= tolerance * 1e-6:
-                    previous_edge = True
-                    break
-        if previous_edge:
+        slot = (np.uint64(value) * np.uint64(0x9E3779B97F4A7C15)) >> shift
+        if cached_value[slot] != value:
+            zeros, near, first_coarse, at_edge = _grids_of(
+                value, divisible, grids, units, floors, ulps
+            )
+            cached_value[slot] = value
+            cached_zeros[slot] = zeros
+            cached_near[slot] = near
+            cached_first_coarse[slot] = first_coarse
+            cached_edge[slot] = at_edge
+        if cached_edge[slot]:
             edge[k] = True
             continue
-        by_zeros[zeros] += 1
-        for i in range(divisible, grids):
-            if near[i]:
+        by_zeros[cached_zeros[slot]] += 1
+        by_first_coarse[cached_first_coarse[slot]] += 1
+        near = cached_near[slot]
+        i = 0
+        while near:  # rare: small values near a grid a few times their size
+            if near & np.uint64(1):
                 counts[i] += 1
+            near >>= np.uint64(1)
+            i += 1
+    near_from = 0
+    for i in range(grids):
+        near_from += by_first_coarse[i]
+        counts[i] += near_from
     # On the grid of 10**(i + 1) steps: the values with at least i + 1 trailing zeros.
     at_least = 0
     for zeros in range(divisible, 0, -1):
         at_least += by_zeros[zeros]
         counts[zeros - 1] += at_least
+
+
+@numba.njit(cache=True, nogil=True)
+def _steps_on_fine_grid(
+    values, factor, divide, min_tolerance, ulps, exact_below, steps, step_values, each
+):
+    """One pass of `GridTally.add` on a known fine grid: `on_grid`'s arithmetic value by value
+    (`to_steps` by `factor`), the whole steps of the values on it written to `steps` (their
+    values to `step_values`), the values to count one by one (off the grid, or too large for
+    exact steps) to `each`. Returns (finite values, values on the grid, largest |value|, steps
+    written, values written to `each`)."""
+    finite = 0
+    on = 0
+    largest = 0.0
+    kept = 0
+    counted_each = 0
+    for value in values:
+        if not np.isfinite(value):
+            continue
+        finite += 1
+        largest = max(largest, abs(value))
+        in_steps = value / factor if divide else value * factor
+        rounded = np.rint(in_steps)
+        tolerance = max(min_tolerance, ulps * abs(in_steps))
+        if abs(in_steps - rounded) - tolerance <= 0:
+            on += 1
+            if abs(rounded) < exact_below:
+                steps[kept] = np.int64(abs(rounded))
+                step_values[kept] = value
+                kept += 1
+                continue
+        each[counted_each] = value
+        counted_each += 1
+    return finite, on, largest, kept, counted_each
 
 
 class GridTally:
@@ -257,6 +325,8 @@ class GridTally:
         self._fine: int | None = None
 
     def add(self, values: np.ndarray) -> None:
+        if self._fine is not None and self._add_on_fine_grid(values):
+            return
         finite = values[np.isfinite(values)]
         if finite.size == 0:
             return
@@ -273,21 +343,62 @@ class GridTally:
         # Where float rounding reaches whole steps, rounding to a step is not exact: such values
         # are counted one by one like the values off the grid.
         exact = steps < _EXACT_STEPS
-        if not exact.all():
-            self._count_each(on_values[~exact])
-            steps, on_values = steps[exact], on_values[exact]
+        self._tally_steps(
+            steps[exact].astype(np.int64),
+            on_values[exact],
+            fine,
+            np.concatenate([on_values[~exact], finite[~on]]),
+        )
+
+    def _add_on_fine_grid(self, values: np.ndarray) -> bool:
+        """`add` in one compiled pass when the previous chunk's fine grid still holds (the
+        usual case); False, with nothing counted, when it does not."""
+        fine = self._fine
+        assert fine is not None
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        steps = np.empty(values.size, dtype=np.int64)
+        step_values = np.empty(values.size, dtype=np.float64)
+        each = np.empty(values.size, dtype=np.float64)
+        # The factor as `to_steps` computes it, so rounding matches `on_grid` bit for bit.
+        factor = 10.0**fine if fine >= 0 else 10.0**-fine
+        finite, on, largest, kept, counted_each = _steps_on_fine_grid(
+            values,
+            factor,
+            fine >= 0,
+            MIN_TOLERANCE_STEPS,
+            ULPS,
+            _EXACT_STEPS,
+            steps,
+            step_values,
+            each,
+        )
+        if finite == 0:
+            return True
+        if on / finite < GRID_SHARE:
+            return False
+        self.values += finite
+        self.largest = max(self.largest, largest)
+        self._tally_steps(steps[:kept], step_values[:kept], fine, each[:counted_each])
+        return True
+
+    def _tally_steps(
+        self, steps: np.ndarray, step_values: np.ndarray, fine: int, each: np.ndarray
+    ) -> None:
+        """Whole steps of the fine grid (below 2**40; `step_values` the values they stand
+        for) counted on every grid; `each` (values off the fine grid, or too large for exact
+        steps) counted one by one."""
         coarser = fine < self.EXPONENTS
-        # On a coarser grid: exact integer arithmetic on the steps, with `on_grid`'s tolerance.
         grids = int(coarser.sum())
         counts = np.zeros(grids, dtype=np.int64)
         edge = np.zeros(steps.size, dtype=np.bool_)
-        _tally_coarser_grids(steps.astype(np.int64), grids, MIN_TOLERANCE_STEPS, ULPS, counts, edge)
+        _tally_coarser_grids(steps, grids, MIN_TOLERANCE_STEPS, ULPS, counts, edge)
+        # On a coarser grid: exact integer arithmetic on the steps, with `on_grid`'s tolerance.
         self.on_grid[coarser] += counts
         # A value on a grid lies on every finer one.
         self.on_grid[~coarser] += steps.size - int(edge.sum())
         # At the edge of the tolerance float rounding decides, as it does in `on_grid`.
-        self._count_each(on_values[edge])
-        self._count_each(finite[~on])
+        self._count_each(step_values[edge])
+        self._count_each(each)
 
     def _fine_grid(self, finite: np.ndarray, top: int) -> tuple[int | None, np.ndarray]:
         """A grid nearly all of these values lie on (so the few off it are counted one by
@@ -397,7 +508,7 @@ class _Partition:
             rows = piece.filter(pa.array(rejected)).select(self.columns)
             quarantine(rows.append_column("reason", pa.array(reasons[rejected], pa.string())))
         kept = piece.filter(pa.array(in_day & ~bad))
-        unique = _first_of_duplicates(kept, self.columns)
+        unique = _first_of_duplicates(kept, self.columns, _group_key(self.table_name))
         self.account.duplicates_dropped += int(kept.num_rows - unique.sum())
         kept = kept.filter(pa.array(unique))
         sources = kept[ORDER].to_numpy() >> _SOURCE_SHIFT
@@ -422,6 +533,7 @@ def clean_partition(
     price_exponent: int | None = None,
     size_exponent: int | None = None,
     chunk_rows: int = 1_000_000,
+    inspect_kept: Callable[[Run], None] | None = None,
 ) -> RawAccount:
     """The rows of `day` from the `dt` folders around it, cleaned in bounded memory.
 
@@ -433,6 +545,8 @@ def clean_partition(
     `store`; their merge, whole groups at a time, is placed (kept, another day's, quarantined,
     duplicate) into one more run, in order; that run is converted to exact decimals and handed
     to `write` in batches. Quarantined rows go to `quarantine` as read, with a `reason`.
+    `inspect_kept` is given that run at the end (the day's rows in table order, before the
+    decimals), for figures that need more passes over them.
     """
     partition = _Partition(table_name, day, store)
     runs = partition.read(sources, chunk_rows)
@@ -451,7 +565,8 @@ def clean_partition(
     largest = {name: tally.largest for name, tally in partition.grids.items()}
     account.digits = {name: max(0, -exponent) for name, exponent in exponents.items()}
     written = False
-    for batch in kept.finish().batches():
+    kept_run = kept.finish()
+    for batch in kept_run.batches():
         table, digits = _to_decimals(table_name, batch, account, exponents, largest)
         account.digits = {name: max(account.digits[name], digits[name]) for name in digits}
         write(table)
@@ -461,6 +576,8 @@ def clean_partition(
             table_name, SCHEMAS[table_name].empty_table(), account, exponents, largest
         )
         write(table)
+    if inspect_kept is not None:
+        inspect_kept(kept_run)
     return account
 
 
@@ -502,19 +619,51 @@ def _message_time(sequence: np.ndarray, time: np.ndarray) -> np.ndarray:
     return time[first_of_run][np.cumsum(first_of_run) - 1]
 
 
-def _first_of_duplicates(table: pa.Table, columns: list[str]) -> np.ndarray:
-    """True for the first occurrence of each distinct row (in the table's order)."""
+def _first_of_duplicates(table: pa.Table, columns: list[str], group: list[str]) -> np.ndarray:
+    """True for the first occurrence of each distinct row (in the table's order). Rows are in
+    order of the `group` columns, which equal rows share: only rows of one group can repeat."""
     unique = np.ones(table.num_rows, dtype=bool)
     if table.num_rows < 2:
         return unique
     frame = pl.from_arrow(table.select(columns))
-    # Rows are compared in full only where their hashes meet (duplicates are rare).
-    candidates = frame.hash_rows().is_duplicated().to_numpy()
+    changes = np.zeros(table.num_rows, dtype=bool)
+    changes[0] = True
+    for name in group:
+        key = table[name].to_numpy()
+        changes[1:] |= key[1:] != key[:-1]
+    # Rows are compared in full only where their hashes meet within a group (duplicates are
+    # rare).
+    candidates = _hash_repeats(frame.hash_rows().to_numpy(), np.flatnonzero(changes))
     if candidates.any():
         rows = np.flatnonzero(candidates)
         first = frame[rows].select(pl.struct(pl.all()).is_first_distinct()).to_series()
         unique[rows] = first.to_numpy()
     return unique
+
+
+_PAIRWISE_GROUP_ROWS = 32  # a group up to this size compares hashes pair by pair, not sorted
+
+
+@numba.njit(cache=True, nogil=True)
+def _hash_repeats(hashes, starts):
+    """True for rows whose hash another row of their group shares (groups begin at `starts`)."""
+    repeats = np.zeros(hashes.size, dtype=np.bool_)
+    for index in range(starts.size):
+        begin = starts[index]
+        end = starts[index + 1] if index + 1 < starts.size else hashes.size
+        if end - begin <= _PAIRWISE_GROUP_ROWS:
+            for i in range(begin + 1, end):
+                for j in range(begin, i):
+                    if hashes[i] == hashes[j]:
+                        repeats[i] = True
+                        repeats[j] = True
+        else:
+            order = np.argsort(hashes[begin:end]) + begin
+            for k in range(1, order.size):
+                if hashes[order[k]] == hashes[order[k - 1]]:
+                    repeats[order[k]] = True
+                    repeats[order[k - 1]] = True
+    return repeats
 
 
 def _to_decimals(

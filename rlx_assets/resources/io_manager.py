@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import re
 import shutil
@@ -54,7 +55,6 @@ from fsspec.utils import get_protocol
 from pydantic import Field
 
 from rlx_assets.lake.open import s3_options
-from rlx_assets.lake.source import ipc_sha256
 
 PART_FILE = "part-0.parquet"
 STAGING_DIR = ".staging"  # under base_url; never inside an asset folder
@@ -393,6 +393,7 @@ class PartitionWriter:
         self.rows = 0
         self.location: str | None = None
         self.size: int | None = None
+        self.sha256: str | None = None  # of the file's bytes, set on close
         self.metadata: dict[bytes, bytes] = {}  # added to the file's key-value metadata
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[pa.Table] = []
@@ -433,8 +434,14 @@ class PartitionWriter:
             self._writer.add_key_value_metadata(self.metadata)
         self._writer.close()
         self._writer = None
+        digest = hashlib.sha256()
         with open(self.path, "rb+") as f:
+            # Read back while the pages are still cached: writes are deterministic, so equal
+            # rows give equal bytes and this hash identifies the content.
+            while block := f.read(HASH_BLOCK):
+                digest.update(block)
             os.fsync(f.fileno())
+        self.sha256 = digest.hexdigest()
 
     def abort(self) -> None:
         if self._writer is not None:
@@ -444,13 +451,7 @@ class PartitionWriter:
         self._pending = []
 
 
-CONTENT_BATCH_ROWS = 65_536
-
-
-def content_sha256(parquet: pq.ParquetFile) -> str:
-    """SHA-256 of a partition's rows as an Arrow IPC stream, read batch by batch: equal hashes
-    mean equal data (batches are cut by row count and the file's fixed row groups)."""
-    return ipc_sha256(parquet.schema_arrow, parquet.iter_batches(CONTENT_BATCH_ROWS))
+HASH_BLOCK = 4 << 20
 
 
 def _publish_local(
@@ -545,7 +546,6 @@ __all__ = [
     "PART_FILE",
     "ParquetIOManager",
     "PartitionWriter",
-    "content_sha256",
     "partition_path",
     "unpartitioned_path",
 ]

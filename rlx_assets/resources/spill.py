@@ -1,7 +1,9 @@
-"""Sorted runs on disk (Arrow IPC, lz4): where a day is sorted in bounded memory.
+"""Sorted runs on disk (Arrow IPC): where a day is sorted in bounded memory.
 
 The engine sorts through a `RunStore` (`rlx_assets.engine.runs`); this one keeps each run as an
 IPC file in a private temporary folder, removed when the `with` block ends, also on error.
+Runs are written on a background thread and read ahead of the caller, so the disk works while
+the engine computes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from rlx_assets.background import WriteBehind, read_ahead
 from rlx_assets.engine.runs import RUN_BATCH_ROWS
 
 # Uncompressed: a run is read once, soon after, mostly from the page cache; lz4 cost more time
@@ -21,22 +24,27 @@ _OPTIONS = pa.ipc.IpcWriteOptions(compression=None)
 
 
 class DiskRun:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, behind: WriteBehind) -> None:
         self.path = path
         self.rows = 0
+        self._behind = behind
         self._sink: pa.OSFile | None = None
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
+        self.rows += table.num_rows
+        self._behind.submit(self._write, table)
+
+    def _write(self, table: pa.Table) -> None:
         if self._writer is None:
             self._sink = pa.OSFile(str(self.path), "wb")
             self._writer = pa.ipc.new_file(self._sink, table.schema, options=_OPTIONS)
         self._writer.write_table(table, max_chunksize=RUN_BATCH_ROWS)
-        self.rows += table.num_rows
 
     def finish(self) -> DiskRun:
+        self._behind.drain()
         if self._writer is not None:
             self._writer.close()
             self._sink.close()
@@ -48,6 +56,9 @@ class DiskRun:
         return self.path.stat().st_size if self.rows else 0
 
     def batches(self) -> Iterator[pa.Table]:
+        return read_ahead(self._batches())
+
+    def _batches(self) -> Iterator[pa.Table]:
         if self.rows == 0:
             return
         # Read from a file, not a memory map: mapped pages would count as the process's memory.
@@ -64,6 +75,7 @@ class DiskRuns:
         self.parent = parent
         self.folder: Path | None = None
         self.runs: list[DiskRun] = []
+        self._behind = WriteBehind()
 
     def __enter__(self) -> DiskRuns:
         if self.parent is not None:
@@ -72,6 +84,7 @@ class DiskRuns:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._behind.close(raise_errors=False)
         for run in self.runs:
             run.finish()
         if self.folder is not None:
@@ -79,7 +92,7 @@ class DiskRuns:
 
     def create(self) -> DiskRun:
         assert self.folder is not None, "DiskRuns is used as a context manager"
-        run = DiskRun(self.folder / f"run-{len(self.runs)}.arrow")
+        run = DiskRun(self.folder / f"run-{len(self.runs)}.arrow", self._behind)
         self.runs.append(run)
         return run
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlx_assets.engine.decimals import infer_step_exponent
+from rlx_assets.engine.decimals import infer_step_exponent, on_grid
 from rlx_assets.engine.raw import GridTally, clean_day, day_bounds_ns
 from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns
 
@@ -213,3 +213,7 @@ def test_grids_tallied_chunk_by_chunk_are_the_whole_days_grid(
     for start in range(0, values.size, chunk):
         tally.add(values[start : start + chunk])
     assert tally.exponent() == infer_step_exponent(values)
+    # Not only the answer: the count on every grid is what `on_grid` counts over the day.
+    finite = values[np.isfinite(values)]
+    expected = [int(on_grid(finite, int(e)).sum()) for e in GridTally.EXPONENTS]
+    assert tally.on_grid.tolist() == expected

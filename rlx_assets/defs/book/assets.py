@@ -24,15 +24,14 @@ from dagster import (
     multi_asset,
 )
 
+from rlx_assets.background import WriteBehind, read_ahead
 from rlx_assets.defs import check_names
 from rlx_assets.defs.book.streaming import (
     Checkpoints,
     StreamReport,
-    WriteBehind,
     delta_sequences_meet,
     file_identity,
     fingerprint,
-    read_ahead,
     stream_day,
 )
 from rlx_assets.engine.book import message_starts

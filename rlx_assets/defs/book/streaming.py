@@ -15,17 +15,15 @@ import json
 import os
 import shutil
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rlx_assets.background import WriteBehind, read_ahead
 from rlx_assets.engine.reconstruct import (
     ChunkInput,
     DayReplay,
@@ -35,11 +33,6 @@ from rlx_assets.engine.reconstruct import (
     vendor_seed_exists,
 )
 from rlx_assets.resources.io_manager import PartitionWriter
-
-T = TypeVar("T")
-AHEAD = 2  # chunks a stage may run ahead of the next one
-_END = object()
-
 
 DELTA_COLUMNS = ["origin_time", "received_time", "sequence_number", "side_is_bid", "price", "size"]
 
@@ -109,50 +102,6 @@ def delta_sequences_meet(deltas: pq.ParquetFile, snapshot_sequences: np.ndarray)
     """Does any vendor snapshot share a delta message's sequence number (read column-wise)?"""
     batches = deltas.iter_batches(batch_size=1_000_000, columns=["sequence_number"])
     return any(vendor_seed_exists(b.column(0).to_numpy(), snapshot_sequences) for b in batches)
-
-
-def read_ahead(items: Iterable[T], depth: int = AHEAD) -> Iterator[T]:
-    """The items of `items`, produced on a background thread at most `depth` ahead."""
-    iterator = iter(items)
-    pool = ThreadPoolExecutor(1, thread_name_prefix="rlx-read")
-    try:
-        # One worker: the `next` calls run one after another, never concurrently.
-        pending = deque(pool.submit(next, iterator, _END) for _ in range(depth))
-        while True:
-            item = pending.popleft().result()
-            if item is _END:
-                return
-            pending.append(pool.submit(next, iterator, _END))
-            yield item
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-class WriteBehind:
-    """Runs write jobs in order on a background thread, at most `depth` queued; a job's error
-    is raised in the caller at the next `submit` or at `close`."""
-
-    def __init__(self, depth: int = AHEAD) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rlx-write")
-        self._pending: deque[Future] = deque()
-        self._depth = depth
-
-    def submit(self, job: Callable[..., Any], *args: Any) -> None:
-        while len(self._pending) >= self._depth:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(job, *args))
-
-    def close(self, raise_errors: bool = True) -> None:
-        """Wait for the queued jobs; `raise_errors=False` when the caller is failing already."""
-        try:
-            while self._pending:
-                job = self._pending.popleft()
-                if raise_errors:
-                    job.result()
-                else:
-                    job.exception()
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Checkpoints:

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -22,6 +21,7 @@ from dagster import (
     asset,
 )
 
+from rlx_assets.background import WriteBehind, read_ahead
 from rlx_assets.defs import check_names
 from rlx_assets.defs.metadata import markdown_table
 from rlx_assets.engine.quality import (
@@ -34,7 +34,7 @@ from rlx_assets.engine.runs import Run
 from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES
 from rlx_assets.lake.source import SourceFile, SourceReader
 from rlx_assets.partitions import day_and_symbol
-from rlx_assets.resources.io_manager import ParquetIOManager, content_sha256
+from rlx_assets.resources.io_manager import ParquetIOManager
 from rlx_assets.resources.lake import LakeResource
 from rlx_assets.resources.quality import QualityResource
 from rlx_assets.resources.spill import DiskRuns
@@ -146,27 +146,34 @@ def build_raw_asset(
             with (
                 DiskRuns(io_manager.spill_parent()) as store,
                 io_manager.partition_writer(name, symbol, day) as writer,
+                WriteBehind() as behind,  # encodes and writes while the next batch is cleaned
             ):
                 quarantined = store.create()
+                figures: dict[str, object] = {}
                 account = clean_partition(
                     table_name,
                     day,
                     [
                         Source(
                             filed_under,
-                            reader.batches(
-                                row_groups_for_day(table_name, reader.row_groups, filed_under, day),
-                                read_batch_rows(table_name),
+                            read_ahead(
+                                reader.batches(
+                                    row_groups_for_day(
+                                        table_name, reader.row_groups, filed_under, day
+                                    ),
+                                    read_batch_rows(table_name),
+                                )
                             ),
                         )
                         for filed_under, found in readers.items()
                         for reader in found
                     ],
                     store,
-                    writer.write,
+                    lambda table: behind.submit(writer.write, table),
                     quarantined.write,
                     *lake.grid_exponents(symbol),
                     chunk_rows=read_batch_rows(table_name),
+                    inspect_kept=lambda run: figures.update(_time_figures(table_name, run, day)),
                 )
                 if not account.accounted():
                     raise RuntimeError(
@@ -193,12 +200,12 @@ def build_raw_asset(
                 f"{name}: {account.rows_quarantined} rows quarantined to {quarantine_path}: "
                 f"{dict(account.quarantined)}"
             )
-        with io_manager.read_partition(name, symbol, day) as published:
-            figures = _quality_figures(table_name, published, account, day)
-            content = content_sha256(published)
+        figures["precision_loss_share"] = account.precision_loss_warnings / max(
+            1, account.values_on_grid_checked
+        )
         metadata = {
             **_metadata(account, files, bytes_read, missing, preview),
-            "content_sha256": content,
+            "content_sha256": writer.sha256,
             "path": MetadataValue.path(writer.location),
             "bytes": writer.size,
             **figures,
@@ -229,42 +236,36 @@ def _publish_quarantine(
     return writer.location, preview
 
 
-def _time_batches(
-    published: pq.ParquetFile, columns: list[str]
-) -> Callable[[], Iterator[tuple[np.ndarray, ...]]]:
+def _time_batches(kept: Run, columns: list[str]) -> Callable[[], Iterator[tuple[np.ndarray, ...]]]:
     def batches() -> Iterator[tuple[np.ndarray, ...]]:
-        for batch in published.iter_batches(READ_BATCH_ROWS, columns=columns):
-            yield tuple(pc.fill_null(column, -1).to_numpy() for column in batch.columns)
+        for batch in kept.batches():
+            yield tuple(pc.fill_null(batch[name], -1).to_numpy() for name in columns)
 
     return batches
 
 
-def _quality_figures(
-    table_name: str, published: pq.ParquetFile, account: RawAccount, day: dt.date
-) -> dict[str, object]:
-    """Clock skew and origin_time completeness from the published table's time columns, read in
-    batches (two or three passes), and the precision-loss share."""
-    skew = clock_skew_ms_batches(_time_batches(published, ["origin_time", "received_time"]))
+def _time_figures(table_name: str, kept: Run, day: dt.date) -> dict[str, object]:
+    """Clock skew and origin_time completeness of the day's rows as published (the run the
+    cleaning kept, in table order; two or three passes over it, none over the Parquet file)."""
+    skew = clock_skew_ms_batches(_time_batches(kept, ["origin_time", "received_time"]))
     completeness = OriginTimeCompleteness(day)
     if table_name == TRADES:
         # A trade's place is its id: origin_time must not go backwards along the ids. The table
         # is stored in time order, so (id, origin) pairs are sorted by id; trades are the
         # smallest table (16 bytes a trade).
         ids, origins = [], []
-        for trade_id, origin in _time_batches(published, ["trade_id", "origin_time"])():
+        for trade_id, origin in _time_batches(kept, ["trade_id", "origin_time"])():
             ids.append(trade_id)
             origins.append(origin)
         if ids:
             by_id = np.argsort(np.concatenate(ids), kind="stable")
             completeness.update(np.concatenate(origins)[by_id])
     else:
-        for (origin,) in _time_batches(published, ["origin_time"])():
+        for (origin,) in _time_batches(kept, ["origin_time"])():
             completeness.update(origin)
-    checked = max(1, account.values_on_grid_checked)
     return {
         **{f"clock_skew_{name}_ms": value for name, value in skew.items() if name != "rows"},
         **{f"origin_time_{name}": value for name, value in completeness.figures().items()},
-        "precision_loss_share": account.precision_loss_warnings / checked,
     }
 
 
