@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 
+import numba
 import numpy as np
 
 from rlx_assets.engine.raw import day_bounds_ns
@@ -109,13 +110,11 @@ class ExactQuantiles:
         if self._float is None:
             self._float = values.dtype.kind == "f"
         keys = _float_keys(values) if self._float else values.astype(np.int64, copy=False)
-        if weights is None:
-            weights = np.ones(keys.size, dtype=np.int64)
-        else:
+        if weights is not None:
             weights = weights.astype(np.int64, copy=False)
         if self._passes == 0:
             self.count += int(keys.size)
-            self.total_weight += int(weights.sum())
+            self.total_weight += int(keys.size if weights is None else weights.sum())
             low, high = int(keys.min()), int(keys.max())
             self._min_key = low if self._min_key is None else min(self._min_key, low)
             self._max_key = high if self._max_key is None else max(self._max_key, high)
@@ -174,17 +173,19 @@ class ExactQuantiles:
     def maximum(self):
         return self._value(self._max_key)
 
-    def values(self) -> np.ndarray | None:
-        """The quantiles (float64), or None without values; valid once `done`."""
+    def values(self, scale: Callable[[int], float] = float) -> np.ndarray | None:
+        """The quantiles (float64), or None without values; valid once `done`. `scale` maps
+        an order statistic to the value interpolated (an increasing map: int64 values can be
+        streamed in a finer unit than the one reported, exactly)."""
         if not self.done:
             raise RuntimeError("ExactQuantiles: more passes are needed")
         if self.count == 0:
             return None
         if self.weighted:
             keys = [self._found[float(q * float(self.total_weight))] for q in self.quantiles]
-            return np.array([float(self._value(key)) for key in keys])
+            return np.array([scale(self._value(key)) for key in keys])
         previous, following, gamma = self._linear_indexes()
-        as_values = np.vectorize(lambda rank: float(self._value(self._found[float(rank + 1)])))
+        as_values = np.vectorize(lambda rank: scale(self._value(self._found[float(rank + 1)])))
         return _numpy_linear(
             as_values(previous).astype(np.float64), as_values(following).astype(np.float64), gamma
         )
@@ -202,26 +203,36 @@ class _Region:
         self.weights = np.zeros(0, dtype=np.int64)
         self.collected: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def update(self, keys: np.ndarray, weights: np.ndarray) -> None:
+    def update(self, keys: np.ndarray, weights: np.ndarray | None) -> None:
+        """`weights` None: every value weighs 1."""
         if self.low > -(2**63) or self.high < 2**63 - 1:
             inside = (keys >= self.low) & (keys <= self.high)
-            keys, weights = keys[inside], weights[inside]
+            keys = keys[inside]
+            weights = None if weights is None else weights[inside]
             if keys.size == 0:
                 return
         if self.collect:
-            self.collected.append((keys, weights))
+            ones = np.ones(keys.size, dtype=np.int64) if weights is None else weights
+            self.collected.append((keys, ones))
             return
-        bins = keys >> self.shift
+        bins = keys >> self.shift if self.shift else keys
         low, high = int(bins.min()), int(bins.max())
         if high - low < _DENSE_BIN_SPAN:
             offsets = bins - low
             counts = np.bincount(offsets)
             present = np.flatnonzero(counts)
-            bin_weights = np.bincount(offsets, weights)[present].astype(np.int64)
-            bins, counts = present.astype(np.int64) + low, counts[present].astype(np.int64)
+            counts = counts[present].astype(np.int64)
+            bin_weights = (
+                counts
+                if weights is None
+                else np.bincount(offsets, weights)[present].astype(np.int64)
+            )
+            bins = present.astype(np.int64) + low
         else:
             bins, inverse, counts = np.unique(bins, return_inverse=True, return_counts=True)
-            bin_weights = np.bincount(inverse, weights).astype(np.int64)
+            bin_weights = (
+                counts if weights is None else np.bincount(inverse, weights).astype(np.int64)
+            )
         self._merge(bins, counts, bin_weights)
 
     def _merge(self, bins: np.ndarray, counts: np.ndarray, weights: np.ndarray) -> None:
@@ -292,7 +303,9 @@ class ClockSkew:
         return self._quantiles.done
 
     def update(self, origin: np.ndarray, received: np.ndarray) -> None:
-        self._quantiles.update(_skew_ms(origin, received))
+        # In whole ns, scaled to ms at the end: the same order, so the same order statistics,
+        # without a float conversion of every row.
+        self._quantiles.update(_skew_ns(origin, received))
 
     def end_pass(self) -> None:
         self._quantiles.end_pass()
@@ -302,10 +315,27 @@ class ClockSkew:
         figures: dict[str, float | None] = {"rows": quantiles.count}
         if quantiles.count == 0:
             return {**figures, **dict.fromkeys(["p1", "p50", "p99", "min", "max"])}
-        values = quantiles.values()
+        values = quantiles.values(_ns_to_ms)
         figures.update(zip(SKEW_QUANTILES, (float(v) for v in values), strict=True))
-        figures.update(min=float(quantiles.minimum), max=float(quantiles.maximum))
+        figures.update(min=_ns_to_ms(quantiles.minimum), max=_ns_to_ms(quantiles.maximum))
         return figures
+
+
+def _ns_to_ms(nanoseconds: int) -> float:
+    """As `_skew_ms` converts: float64 of the ns, divided."""
+    return float(np.float64(nanoseconds) / NS_PER_MS)
+
+
+@numba.njit(cache=True, nogil=True)
+def _skew_ns(origin, received):
+    """received - origin (ns) where both are valid, in one pass."""
+    skew = np.empty(origin.size, dtype=np.int64)
+    kept = 0
+    for row in range(origin.size):
+        if origin[row] > 0 and received[row] > 0:
+            skew[kept] = received[row] - origin[row]
+            kept += 1
+    return skew[:kept]
 
 
 def read_in_passes(batches: Callable[[], Iterable[tuple[np.ndarray, ...]]], *accumulators) -> None:
