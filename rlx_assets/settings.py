@@ -60,6 +60,7 @@ class RlxSettings(BaseSettings):
     max_clock_skew_ms: float = Field(default=5_000.0, gt=0)
     max_origin_time_invalid_share: float = Field(default=0.001, ge=0, le=1)
     max_precision_loss_share: float = Field(default=0.0001, ge=0, le=1)
+    max_quarantined_share: float = Field(default=0.001, ge=0, le=1)
     min_top_of_book_agreement: float = Field(default=0.999, ge=0, le=1)
     fidelity_alpha: float = Field(default=0.01, gt=0, lt=1)
 

@@ -12,6 +12,8 @@ GAPS_FILLED = "gaps_filled"
 CLOCK_SKEW_WITHIN_LIMIT = "clock_skew_within_limit"
 ORIGIN_TIME_COMPLETE = "origin_time_complete"
 NO_PRECISION_LOSS = "no_precision_loss"
+ROWS_QUARANTINED_WITHIN_LIMIT = "rows_quarantined_within_limit"
+BOOK_REPLAYED_FROM_DELTAS = "book_replayed_from_deltas"
 TOP_OF_BOOK_MATCHES_GOLDEN = "top_of_book_matches_golden"
 DISTRIBUTIONS_MATCH_GOLDEN = "distributions_match_golden"
 

@@ -106,6 +106,8 @@ def _quarantine_reasons(table_name: str, table: pa.Table) -> np.ndarray:
         return ~pc.fill_null(pc.greater(table[name], 0), False).to_numpy(zero_copy_only=False)
 
     mark(invalid_time("origin_time") & invalid_time("received_time"), "no_valid_time")
+    if FAR in table.column_names:
+        mark(table[FAR].to_numpy(zero_copy_only=False), FAR_REASON)
     prices, sizes = _price_columns(table_name)
     for name in prices + sizes:
         values = table[name].to_numpy(zero_copy_only=False).astype(np.float64)
@@ -153,8 +155,16 @@ ORDER = "_order"
 TIME = "_time"  # the time that places a row in a day
 SEQUENCE_KEY = "_sequence"
 TRADE_ID_KEY = "_trade_id"
+FAR = "_far"  # stamped far from the day it was filed under: quarantined there
 _SOURCE_SHIFT = 40
-_HELPER_COLUMNS = (ORDER, TIME, SEQUENCE_KEY, TRADE_ID_KEY)
+_HELPER_COLUMNS = (ORDER, TIME, SEQUENCE_KEY, TRADE_ID_KEY, FAR)
+FAR_REASON = "time_far_from_filed_dt"
+# A collector files a row under the day it received it, so its time lies within a day of that
+# day; a row stamped further off (another year, or a time in ms or us read as ns) is wrong.
+FAR_FROM_FILED_NS = NS_PER_DAY
+# Rows of one delta message share a sequence number and a time; the same number in another
+# file a day later is another message (a feed whose numbers start again), not the same one.
+MESSAGE_SPAN_NS = 60 * 10**9
 
 
 def sort_key(table_name: str) -> list[str]:
@@ -469,9 +479,16 @@ class _Partition:
         order = np.arange(first_row, first_row + table.num_rows, dtype=np.int64)
         order += source << _SOURCE_SHIFT
         time = _effective_time(table)
-        filed_start = day_bounds_ns(self.sources[source])[0]
-        time = np.where(time > 0, time, filed_start)
-        table = table.append_column(ORDER, pa.array(order)).append_column(TIME, pa.array(time))
+        filed_start, filed_end = day_bounds_ns(self.sources[source])
+        far = (time > 0) & (
+            (time < filed_start - FAR_FROM_FILED_NS) | (time >= filed_end + FAR_FROM_FILED_NS)
+        )
+        time = np.where((time > 0) & ~far, time, filed_start)
+        table = (
+            table.append_column(ORDER, pa.array(order))
+            .append_column(TIME, pa.array(time))
+            .append_column(FAR, pa.array(far))
+        )
         if self.table_name == TRADES:
             ids = pc.fill_null(table["trade_id"], -1)
             return table.append_column(TRADE_ID_KEY, ids)
@@ -497,7 +514,9 @@ class _Partition:
         quarantined, duplicates dropped."""
         time = piece[TIME].to_numpy()
         if self.table_name == BOOK_DELTAS:
-            time = _message_time(piece[SEQUENCE_KEY].to_numpy(), time)
+            time = _message_time(
+                piece[SEQUENCE_KEY].to_numpy(), time, piece[ORDER].to_numpy() >> _SOURCE_SHIFT
+            )
         in_day = (time >= self.start) & (time < self.end)
         reasons = _quarantine_reasons(self.table_name, piece)
         bad = reasons != ""
@@ -611,11 +630,16 @@ def clean_day(
     )
 
 
-def _message_time(sequence: np.ndarray, time: np.ndarray) -> np.ndarray:
+def _message_time(sequence: np.ndarray, time: np.ndarray, source: np.ndarray) -> np.ndarray:
     """Every row of a delta message (rows sorted by sequence, then arrival) takes the time of
-    the message's first row as read."""
+    the message's first row as read. Rows of one sequence number from two files, more than
+    MESSAGE_SPAN_NS apart, are two messages: a feed that numbers from 1 again each day must not
+    send a day's messages to the day before. (Within a file, an odd stamp stays with its
+    message.)"""
     first_of_run = np.ones(sequence.size, dtype=bool)
-    first_of_run[1:] = sequence[1:] != sequence[:-1]
+    first_of_run[1:] = (sequence[1:] != sequence[:-1]) | (
+        (source[1:] != source[:-1]) & (np.abs(time[1:] - time[:-1]) > MESSAGE_SPAN_NS)
+    )
     return time[first_of_run][np.cumsum(first_of_run) - 1]
 
 

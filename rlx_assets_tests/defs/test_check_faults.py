@@ -252,3 +252,31 @@ def test_quarantined_rows_are_kept_beside_the_assets_with_their_reason(tmp_path:
     assert quarantined.height == raw["rows_quarantined"].value > 0
     assert set(quarantined["reason"]) == {"not_positive:quantity"}
     assert (quarantined["quantity"] == -1.0).all()  # as the vendor sent it
+
+
+def test_rows_quarantined_within_limit_fires_when_trade_times_are_in_milliseconds(
+    tmp_path: Path,
+) -> None:
+    """A vendor file written in ms: every trade is quarantined (stamped decades away from the
+    dt that filed it), not sent silently to another day."""
+    lake = _lake(
+        tmp_path,
+        "trades",
+        lambda f: f.with_columns(pl.col("origin_time") // 10**6, pl.col("received_time") // 10**6),
+    )
+    result = _run(tmp_path, lake)
+    check = _check(result, "raw_trades", "rows_quarantined_within_limit")
+    assert not check.passed
+    assert check.metadata["quarantined_share"].value == 1.0
+    assert check.metadata["quarantine_reasons"].value == {
+        "time_far_from_filed_dt": check.metadata["rows_quarantined"].value
+    }
+
+
+def test_book_replayed_from_deltas_warns_on_a_day_without_deltas(tmp_path: Path) -> None:
+    lake = _lake(tmp_path, "book_delta_v2", lambda f: f.head(0))
+    result = _run(tmp_path, lake)
+    check = _check(result, "reconstructed_book", "book_replayed_from_deltas")
+    assert not check.passed
+    assert check.severity.value == "WARN"
+    assert check.metadata["strategy"].value != "full_replay"

@@ -191,6 +191,13 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
                 asset=RECONSTRUCTED_BOOK,
                 description="Share of vendor snapshots whose 20 levels the rebuilt book equalled.",
             ),
+            check_names.partitioned_check(
+                check_names.BOOK_REPLAYED_FROM_DELTAS,
+                partitions_def=partitions_def,
+                asset=RECONSTRUCTED_BOOK,
+                description="The book was replayed from the day's deltas (full_replay); a day "
+                "without deltas is degraded to the vendor snapshots' 20 levels.",
+            ),
         ],
     )
     def reconstruct(
@@ -301,6 +308,17 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
                 "threshold": quality.min_top20_match_share,
                 "gaps_detected": int(stats["gaps_detected"]),
                 "gaps_filled": int(stats["gaps_filled"]),
+            },
+        )
+        yield AssetCheckResult(
+            check_name=check_names.BOOK_REPLAYED_FROM_DELTAS,
+            asset_key=RECONSTRUCTED_BOOK,
+            passed=result.strategy == "full_replay",
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "strategy": result.strategy,
+                "expected": "full_replay",
+                "delta_messages": result.messages,
             },
         )
 

@@ -122,6 +122,13 @@ def build_raw_asset(
                 description="received_time - origin_time: max(|p1|, |p99|) in ms.",
             ),
             check_names.partitioned_check(
+                check_names.ROWS_QUARANTINED_WITHIN_LIMIT,
+                partitions_def=partitions_def,
+                asset=name,
+                description="Share of the day's rows quarantined (bad values, times far from "
+                "their dt, ...): a day that loses more of its rows fails.",
+            ),
+            check_names.partitioned_check(
                 check_names.NO_PRECISION_LOSS,
                 partitions_def=partitions_def,
                 asset=name,
@@ -203,6 +210,9 @@ def build_raw_asset(
         figures["precision_loss_share"] = account.precision_loss_warnings / max(
             1, account.values_on_grid_checked
         )
+        figures["quarantined_share"] = account.rows_quarantined / max(
+            1, account.rows_kept + account.rows_quarantined
+        )
         metadata = {
             **_metadata(account, files, bytes_read, missing, preview),
             "content_sha256": writer.sha256,
@@ -213,7 +223,7 @@ def build_raw_asset(
         if quarantine_path:
             metadata["quarantine_path"] = MetadataValue.path(quarantine_path)
         yield Output(None, metadata=metadata)
-        yield from _checks(figures, quality)
+        yield from _checks(figures, account, quality)
 
     return _raw
 
@@ -269,7 +279,7 @@ def _time_figures(table_name: str, kept: Run, day: dt.date) -> dict[str, object]
     }
 
 
-def _checks(figures: dict[str, object], quality: QualityResource):
+def _checks(figures: dict[str, object], account: RawAccount, quality: QualityResource):
     invalid = float(figures["origin_time_invalid_share"])
     yield AssetCheckResult(
         check_name=check_names.ORIGIN_TIME_COMPLETE,
@@ -295,6 +305,19 @@ def _checks(figures: dict[str, object], quality: QualityResource):
             "clock_skew_excess_ms": excess,
             "threshold_ms": quality.max_clock_skew_ms,
             **{k: v for k, v in figures.items() if k.startswith("clock_skew_") and v is not None},
+        },
+    )
+    quarantined = float(figures["quarantined_share"])
+    yield AssetCheckResult(
+        check_name=check_names.ROWS_QUARANTINED_WITHIN_LIMIT,
+        passed=quarantined <= quality.max_quarantined_share,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "quarantined_share": quarantined,
+            "threshold": quality.max_quarantined_share,
+            "rows_quarantined": account.rows_quarantined,
+            "rows_kept": account.rows_kept,
+            "quarantine_reasons": MetadataValue.json(dict(sorted(account.quarantined.items()))),
         },
     )
     share = float(figures["precision_loss_share"])
