@@ -294,9 +294,9 @@ def _steps_on_fine_grid(
 ):
     """One pass of `GridTally.add` on a known fine grid: `on_grid`'s arithmetic value by value
     (`to_steps` by `factor`), the whole steps of the values on it written to `steps` (their
-    values to `step_values`), the values to count one by one (off the grid, or too large for
-    exact steps) to `each`. Returns (finite values, values on the grid, largest |value|, steps
-    written, values written to `each`)."""
+    values to `step_values`), the values to count one by one (off the grid, too large for exact
+    steps, or rounding to 0 steps without being 0: see `_fine_grid`) to `each`. Returns
+    (finite values, values on the grid, largest |value|, steps written, values in `each`)."""
     finite = 0
     on = 0
     largest = 0.0
@@ -310,7 +310,7 @@ def _steps_on_fine_grid(
         in_steps = value / factor if divide else value * factor
         rounded = np.rint(in_steps)
         tolerance = max(min_tolerance, ulps * abs(in_steps))
-        if abs(in_steps - rounded) - tolerance <= 0:
+        if abs(in_steps - rounded) - tolerance <= 0 and (rounded != 0 or value == 0):
             on += 1
             if abs(rounded) < exact_below:
                 steps[kept] = np.int64(abs(rounded))
@@ -320,6 +320,10 @@ def _steps_on_fine_grid(
         each[counted_each] = value
         counted_each += 1
     return finite, on, largest, kept, counted_each
+
+
+def _rounds_to_zero(values: np.ndarray, exponent: int) -> np.ndarray:
+    return (np.abs(to_steps(values, exponent)) < 0.5) & (values != 0)
 
 
 class GridTally:
@@ -418,7 +422,10 @@ class GridTally:
         if self._fine is not None:
             candidates = [self._fine, *candidates]
         for exponent in candidates:
-            on = on_grid(finite, exponent)
+            # A value below half a step but within the tolerance of 0 is "on" a grid far
+            # coarser than itself, and not on the finer ones: it is counted one by one, and
+            # does not make a grid fine.
+            on = on_grid(finite, exponent) & ~_rounds_to_zero(finite, exponent)
             if np.mean(on) >= GRID_SHARE:
                 self._fine = exponent
                 return exponent, on
