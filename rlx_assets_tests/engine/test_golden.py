@@ -45,6 +45,7 @@ def test_the_committed_slice_parses_completely(day, tickers, trades, depth) -> N
         "trade": trades,
         "depth": depth,
         "depthSnapshot": 0,
+        "gap": 0,
         "unknown": 0,
         "malformed": 0,
     }
