@@ -132,6 +132,7 @@ class Capture:
             encrypted=config.key is not None,
         )
         self.snapshot_tasks: set[asyncio.Task] = set()
+        self.snapshot_pending: set[str] = set()  # symbols with a snapshot on its way
 
     # --- files -------------------------------------------------------------------------------
 
@@ -142,7 +143,7 @@ class Capture:
             self._close_file(symbol, day_end_ns(files.day) - 1)
         if files.day is None:
             files.open(day)
-            if self.summary.connections:
+            if self.summary.connections and symbol not in self.snapshot_pending:
                 # Each day's file carries its own snapshot, so it can be read alone.
                 self._request_snapshot(symbol)
         files.write(line, stream)
@@ -253,7 +254,8 @@ class Capture:
         for state in self.gaps.values():
             state.reconnected(now)
         for symbol in self.config.symbols:
-            self._request_snapshot(symbol)
+            if symbol not in self.snapshot_pending:
+                self._request_snapshot(symbol)
 
     def disconnected(self, reason: str) -> None:
         now = self.config.clock()
@@ -265,7 +267,13 @@ class Capture:
     def _request_snapshot(self, symbol: str) -> None:
         task = asyncio.get_running_loop().create_task(self._snapshot(symbol))
         self.snapshot_tasks.add(task)
-        task.add_done_callback(self.snapshot_tasks.discard)
+        self.snapshot_pending.add(symbol)
+
+        def done(task: asyncio.Task) -> None:
+            self.snapshot_tasks.discard(task)
+            self.snapshot_pending.discard(symbol)
+
+        task.add_done_callback(done)
 
     def cancel_snapshots(self) -> None:
         for task in list(self.snapshot_tasks):

@@ -4,9 +4,10 @@ for the REST depth snapshot, serving golden-sample lines with their recorded tim
 Time runs as a replay clock: `clock()` is the recorded capture time now, `speed` times faster
 than the wall. A connection gets the lines from the replay clock on (lines due while no client
 is connected are lost, as on the real exchange). The server can drop the connection once (the
-TCP connection aborted, no close frame), refuse new connections for a while after it (HTTP 503
-to the handshake), and send malformed frames at a chosen moment. It records which lines it sent
-and which it could not, so a test can check the capture against the truth. The REST snapshot is
+TCP connection aborted, no close frame), refuse new connections after it (HTTP 503 to the
+handshake) for a while and at least a number of times, and send malformed frames at a chosen
+moment. It records which lines it sent and which it could not, so a test can check the capture
+against the truth. The REST snapshot is
 the book replayed from the depth messages due so far (the full book as far as these messages
 tell it), with their last `u` as `lastUpdateId`.
 """
@@ -48,6 +49,7 @@ class BinanceReplay:
         depth_path: str = "/api/v3/depth",
         drop_at_ns: int | None = None,
         down_s: float = 0.0,
+        refusals: int = 0,
         malformed_at_ns: int | None = None,
     ) -> None:
         self.lines = lines
@@ -58,6 +60,7 @@ class BinanceReplay:
         self.depth_path = depth_path
         self.drop_at_ns = drop_at_ns
         self.down_s = down_s
+        self.refusals = refusals
         self.malformed_at_ns = malformed_at_ns
         self.sent: list[int] = []  # indices of lines sent, in order
         self.lost: list[int] = []  # indices of lines due while no client was connected
@@ -67,6 +70,7 @@ class BinanceReplay:
         self.finished = threading.Event()  # every line was sent or lost
         self._cursor = 0
         self._down_until = 0.0
+        self._refuse = 0  # handshakes still to refuse
         self._lock = threading.Lock()
         self._depth = [
             (time_ns, json.loads(frame)["data"])
@@ -127,7 +131,8 @@ class BinanceReplay:
     # --- WebSocket ---------------------------------------------------------------------------
 
     def _handshake(self, connection, request):
-        if time.monotonic() < self._down_until:
+        if self._refuse > 0 or time.monotonic() < self._down_until:
+            self._refuse = max(self._refuse - 1, 0)
             self.refused += 1
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "down for maintenance\n")
         expected = f"/stream?streams={self.streams}"
@@ -155,6 +160,7 @@ class BinanceReplay:
             if self.drop_at_ns is not None and moment >= self.drop_at_ns:
                 self.drop_at_ns = None
                 self._down_until = time.monotonic() + self.down_s
+                self._refuse = self.refusals
                 websocket.transport.abort()
                 return
             try:
