@@ -29,6 +29,13 @@ class RlxSettings(BaseSettings):
     golden_dir: str = "data/golden"
     metrics_dir: str = "data/metrics"
 
+    # Golden-sample capture (scripts/capture_golden.py): base URLs, Binance's paths appended;
+    # unset: Binance's own endpoints of the market captured.
+    capture_ws_url: str | None = None
+    capture_rest_url: str | None = None
+    # 64 hex digits: captures are encrypted at rest (AES-256-GCM) and read back with it.
+    golden_key: SecretStr | None = None
+
     s3_endpoint_url: str | None = None
     s3_anon: bool = False
     s3_region: str | None = None

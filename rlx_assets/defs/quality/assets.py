@@ -244,11 +244,12 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
                     "The reconstructed book and trades against the golden sample of the same "
                     "window: top-of-book agreement with the exchange's own best bid/ask stream, "
                     "best bid/ask RMSE, KS and Anderson-Darling tests on trade size, "
-                    "inter-arrival time and spread, and a PASS/FAIL verdict. Days without a "
+                    "inter-arrival time and spread, and a PASS/FAIL verdict. Windows the "
+                    "capture recorded as gaps are left out and reported. Days without a "
                     "golden sample say so; their checks are skipped."
                 ),
                 kinds={"parquet"},
-                code_version="1",
+                code_version="2",
             )
         },
         # Read in batches from storage (only with a golden sample), not loaded as inputs.
