@@ -253,9 +253,13 @@ def _tally_coarser_grids(steps, grids, min_tolerance, ulps, counts, edge):
     cached_first_coarse = np.zeros(size, dtype=np.int64)
     cached_edge = np.zeros(size, dtype=np.bool_)
     shift = np.uint64(64 - _CACHE_BITS)
+    slot = np.uint64(0)
+    previous = np.int64(-1)
     for k in range(steps.size):
         value = steps[k]
-        slot = (np.uint64(value) * np.uint64(0x9E3779B97F4A7C15)) >> shift
+        if value != previous:  # runs of one value (a level standing) skip the lookup
+            previous = value
+            slot = (np.uint64(value) * np.uint64(0x9E3779B97F4A7C15)) >> shift
         if cached_value[slot] != value:
             zeros, near, first_coarse, at_edge = _grids_of(
                 value, divisible, grids, units, floors, ulps
