@@ -54,6 +54,9 @@ class RawAccount:
     origin_time_invalid: int = 0
     price_step_exponent: int = 0
     size_step_exponent: int = 0
+    # The grids the day's own values point to (the ones used when none is given).
+    inferred_price_step_exponent: int = 0
+    inferred_size_step_exponent: int = 0
     precision_loss_warnings: int = 0
     values_on_grid_checked: int = 0
     digits: dict[str, int] = field(default_factory=dict)  # "price"/"size" -> fractional digits
@@ -587,11 +590,11 @@ def clean_partition(
         kept.write(partition.place(piece, quarantine))
     account = partition.account
     given = {"price": price_exponent, "size": size_exponent}
-    exponents = {
-        name: given[name] if given[name] is not None else tally.exponent()
-        for name, tally in partition.grids.items()
-    }
+    inferred = {name: tally.exponent() for name, tally in partition.grids.items()}
+    exponents = {name: given[name] if given[name] is not None else inferred[name] for name in given}
     account.price_step_exponent, account.size_step_exponent = exponents["price"], exponents["size"]
+    account.inferred_price_step_exponent = inferred["price"]
+    account.inferred_size_step_exponent = inferred["size"]
     largest = {name: tally.largest for name, tally in partition.grids.items()}
     account.digits = {name: max(0, -exponent) for name, exponent in exponents.items()}
     written = False

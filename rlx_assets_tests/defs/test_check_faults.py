@@ -9,9 +9,16 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from dagster import DagsterInstance
 
 from rlx_assets.engine.raw import day_bounds_ns
-from rlx_assets_tests.conftest import FIXTURE_DAYS, SLICE, make_settings, materialize_day
+from rlx_assets_tests.conftest import (
+    FIXTURE_DAYS,
+    SLICE,
+    make_settings,
+    materializations,
+    materialize_day,
+)
 
 DAY = FIXTURE_DAYS[0]
 PARTITION = "exchange=BINANCE/symbol=BTC-USDT"
@@ -280,3 +287,32 @@ def test_book_replayed_from_deltas_warns_on_a_day_without_deltas(tmp_path: Path)
     assert not check.passed
     assert check.severity.value == "WARN"
     assert check.metadata["strategy"].value != "full_replay"
+
+
+def test_grid_stable_reports_a_day_that_needs_a_finer_tick_than_the_day_before(
+    tmp_path: Path,
+) -> None:
+    """Day 2's prices move to a finer grid (one in ten 0.001 off the 0.01 tick): it keeps day
+    1's grid, so the change shows as a failed check and flagged values, not a silent new grid."""
+    lake = tmp_path / "lake"
+    shutil.copytree(SLICE, lake)
+    path = lake / "trades" / PARTITION / f"dt={FIXTURE_DAYS[1]}" / "1.parquet"
+    frame = pl.read_parquet(path)
+    frame.with_columns(
+        pl.when(_every_nth(frame, 10)).then(pl.col("price") + 0.001).otherwise(pl.col("price"))
+    ).write_parquet(path)
+    settings = make_settings(tmp_path / "assets", lake=lake)
+    with DagsterInstance.ephemeral() as instance:
+        first = materialize_day(settings, DAY, instance=instance, selection=["raw_trades"])
+        second = materialize_day(
+            settings, FIXTURE_DAYS[1], instance=instance, selection=["raw_trades"]
+        )
+    assert materializations(first)["raw_trades"]["grid_source"] == "inferred"
+    assert _check(first, "raw_trades", "grid_stable").passed
+    metadata = materializations(second)["raw_trades"]
+    assert metadata["grid_source"] == "previous_day"
+    assert (metadata["price_step"], metadata["price_step_inferred"]) == ("1e-2", "1e-3")
+    check = _check(second, "raw_trades", "grid_stable")
+    assert not check.passed
+    assert check.metadata["grids_needing_finer_step"].value == ["price"]
+    assert not _check(second, "raw_trades", "no_precision_loss").passed

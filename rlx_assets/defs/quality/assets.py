@@ -15,9 +15,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
-    AssetKey,
     AssetOut,
-    AssetRecordsFilter,
     AssetsDefinition,
     MetadataValue,
     Output,
@@ -27,7 +25,7 @@ from dagster import (
 )
 
 from rlx_assets.defs import check_names
-from rlx_assets.defs.metadata import markdown_table
+from rlx_assets.defs.metadata import markdown_table, recorded_metadata
 from rlx_assets.engine.fidelity import FidelityReport, FidelityThresholds, compare_day_batches
 from rlx_assets.engine.golden import concat_samples, parse_golden
 from rlx_assets.engine.microstructure import BOOK_BATCH_ROWS, microstructure_metrics_batches
@@ -81,20 +79,6 @@ REPORT_COLUMNS = [
 ]
 NO_GOLDEN_SAMPLE = "NO_GOLDEN_SAMPLE"
 RAW_COUNTS = ["precision_loss_warnings", "duplicates_dropped", "rows_quarantined"]
-
-
-def recorded_metadata(context: AssetExecutionContext, asset_name: str) -> dict[str, object]:
-    """The latest materialization metadata of an asset's partition (this run's, when it ran)."""
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(
-            asset_key=AssetKey(asset_name), asset_partitions=[context.partition_key]
-        ),
-        limit=1,
-    ).records
-    if not records:
-        return {}
-    materialization = records[0].asset_materialization
-    return {key: value.value for key, value in materialization.metadata.items()}
 
 
 def _timeseries(times, values, title: str) -> MetadataValue:
