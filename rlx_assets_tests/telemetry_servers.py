@@ -21,7 +21,6 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -48,9 +47,10 @@ def _wait_ready(url: str, process: subprocess.Popen, seconds: float = 20.0) -> N
     raise RuntimeError(f"pushgateway not ready at {url} after {seconds} s")
 
 
-@pytest.fixture
-def pushgateway(tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Prometheus Pushgateway on 127.0.0.1 (a free port); yields its base URL."""
+    folder = tmp_path_factory.mktemp("pushgateway")
     binary = shutil.which(PUSHGATEWAY_BINARY) or shutil.which(f"/usr/bin/{PUSHGATEWAY_BINARY}")
     if binary is None:
         pytest.skip(f"{PUSHGATEWAY_BINARY} not installed (apt-get install prometheus-pushgateway)")
@@ -59,7 +59,7 @@ def pushgateway(tmp_path: Path) -> Iterator[str]:
         [
             binary,
             f"--web.listen-address=127.0.0.1:{port}",
-            f"--persistence.file={tmp_path / 'pushgateway.data'}",
+            f"--persistence.file={folder / 'pushgateway.data'}",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -90,13 +90,19 @@ class Webhook:
     statuses: list[int]  # answered in turn; the last one repeats
     requests: list[dict] = field(default_factory=list)
 
+    def reset(self, *statuses: int) -> None:
+        """Answer `statuses` in turn from now on (the last repeats), with no request seen."""
+        self.statuses = list(statuses)
+        self.requests.clear()
+
     def delivered(self) -> list[dict]:
         return [r["body"] for r in self.requests if r["status"] < 300]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def webhook() -> Iterator[Webhook]:
-    """An HTTP receiver on 127.0.0.1; set `.statuses` to choose its answers (default 200)."""
+    """An HTTP receiver on 127.0.0.1 (for a module); `.reset(500, 200)` chooses its answers
+    (default 200)."""
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):

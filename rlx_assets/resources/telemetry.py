@@ -204,7 +204,7 @@ class TelemetryResource:
             exchange=self.config.exchange,
             symbol=symbol,
             date=day.isoformat(),
-            run_id=context.run_id,
+            run_id=context.run.run_id,
             start_time_ns=time.time_ns(),
         )
         with PeakMemory() as memory:
@@ -279,7 +279,8 @@ def telemetry_resource(settings: RlxSettings) -> ResourceDefinition:
 
     @resource(description=config.describe())
     def telemetry(init_context: InitResourceContext) -> Iterator[TelemetryResource]:
-        run = TelemetryResource(config, init_context.run_id or "", init_context.log)
+        run_id = init_context.run.run_id if init_context.run else ""
+        run = TelemetryResource(config, run_id, init_context.log)
         try:
             yield run
         finally:
