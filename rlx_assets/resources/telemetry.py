@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import inspect
 import logging
 import time
@@ -48,7 +49,7 @@ from rlx_assets.partitions import day_and_symbol
 from rlx_assets.settings import RlxSettings
 from rlx_assets.telemetry.alerts import AlertWebhook, alert_payload
 from rlx_assets.telemetry.memory import PeakMemory
-from rlx_assets.telemetry.metrics import Instruments, clock_skew_metric, record_step
+from rlx_assets.telemetry.metrics import Instruments, histogram_metrics, record_step
 from rlx_assets.telemetry.otlp_json import MetricsFile, otlp_json, with_metrics
 from rlx_assets.telemetry.pushgateway import Pushgateway, PushReader
 from rlx_assets.telemetry.steps import CheckRecord, OutputRecord, StepRecord
@@ -151,6 +152,19 @@ class StepObserver:
                 self.see(item)
 
 
+@contextlib.contextmanager
+def _no_full_collection() -> Iterator[None]:
+    """A collection of the run's whole heap (Dagster's objects: hundreds of ms) would fall on
+    telemetry's few milliseconds by chance; it waits for the next allocations instead."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 class _Ignored:
     def see(self, event: object) -> None:
         pass
@@ -197,13 +211,14 @@ class TelemetryResource:
         if not self.config.enabled:
             yield _Ignored()
             return
-        day, symbol = day_and_symbol(context.partition_key)
+        partition = context.partition_key if context.has_partition_key else ""
+        day, symbol = day_and_symbol(partition) if partition else (None, "")
         record = StepRecord(
             step=context.op_def.name,
-            partition=context.partition_key,
+            partition=partition,
             exchange=self.config.exchange,
             symbol=symbol,
-            date=day.isoformat(),
+            date=day.isoformat() if day else "",
             run_id=context.run.run_id,
             start_time_ns=time.time_ns(),
         )
@@ -218,7 +233,8 @@ class TelemetryResource:
         started = time.perf_counter()
         try:
             alert_failures = self._alert(record)
-            self._export_metrics(record, alert_failures, started)
+            with _no_full_collection():
+                self._export_metrics(record, alert_failures, started)
         except Exception as error:  # telemetry must not fail a step that succeeded
             log.warning(f"telemetry of step {record.step} not exported: {error!r}")
         finally:
@@ -238,7 +254,7 @@ class TelemetryResource:
         memory = InMemoryMetricReader()
         readers = [memory]
         registry = None
-        extra = [m for m in [clock_skew_metric(record, time.time_ns())] if m is not None]
+        extra = histogram_metrics(record, time.time_ns())
         if self.pushgateway is not None:
             registry = CollectorRegistry(auto_describe=False)
             readers.append(PushReader(registry, extra))

@@ -43,17 +43,20 @@ def otlp_json(data: MetricsData) -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
-def _hex_ids(node: object) -> None:
-    """protobuf's JSON prints bytes as base64; OTLP/JSON wants trace and span ids in hex."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _HEX_ID_FIELDS and isinstance(value, str):
-                node[key] = base64.b64decode(value).hex()
-            else:
-                _hex_ids(value)
-    elif isinstance(node, list):
-        for item in node:
-            _hex_ids(item)
+def _hex_ids(message: dict) -> None:
+    """protobuf's JSON prints bytes as base64; OTLP/JSON wants trace and span ids in hex. In
+    metrics they appear only in exemplars."""
+    for resource in message.get("resourceMetrics", []):
+        for scope in resource.get("scopeMetrics", []):
+            for metric in scope.get("metrics", []):
+                for data in metric.values():
+                    if not isinstance(data, dict):
+                        continue
+                    for point in data.get("dataPoints", []):
+                        for exemplar in point.get("exemplars", []):
+                            for key in _HEX_ID_FIELDS:
+                                if key in exemplar:
+                                    exemplar[key] = base64.b64decode(exemplar[key]).hex()
 
 
 class MetricsFile:

@@ -101,3 +101,20 @@ def test_telemetry_off_writes_nothing(tmp_path: Path) -> None:
 def test_metrics_are_local_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"RLX_METRICS_DIR='s3://bucket/metrics'.*local folder"):
         telemetry_resource(_settings(tmp_path, metrics_dir="s3://bucket/metrics"))
+
+
+@asset
+@observed
+def unpartitioned(context) -> Output:
+    return Output(None, metadata={"rows": 1})
+
+
+def test_an_unpartitioned_asset_is_observed_too(tmp_path: Path) -> None:
+    resources = {TELEMETRY: telemetry_resource(_settings(tmp_path))}
+    assert materialize([unpartitioned], resources=resources).success
+    (line,) = _lines(tmp_path)
+    metric = line["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]
+    attributes = {
+        a["key"]: a["value"]["stringValue"] for a in metric["gauge"]["dataPoints"][0]["attributes"]
+    }
+    assert attributes["asset"] == "unpartitioned" and attributes["date"] == ""
