@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
     }
     print(f"median partition: {wall_on:.2f} s with telemetry, {wall_off:.2f} s without")
-    print(f"  difference {figures['wall_difference']:+.1%} (noise at small scales)")
+    print(f"  difference {figures['wall_difference']:+.1%} (mostly the machine's noise)")
     print(f"telemetry's own time: {spent * 1e3:.1f} ms over {on[0]['lines']} lines")
     print(
         "clock-skew histogram in the raw assets: "
