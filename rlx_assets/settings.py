@@ -39,8 +39,19 @@ class RlxSettings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_anon: bool = False
     s3_region: str | None = None
-    pushgateway_url: str | None = None
+
+    # Telemetry: OTLP-JSON lines under metrics_dir for every asset step (off: nothing at all).
+    telemetry_enabled: bool = True
+    # URLs may carry credentials (user:password@, a token in the path): secrets, never shown.
+    pushgateway_url: SecretStr | None = None
+    pushgateway_job: str = "rlx_assets"
+    # The most a run waits on the gateway, all pushes together; then pushes are skipped.
+    pushgateway_timeout_s: float = Field(default=2.0, gt=0)
     alert_webhook_url: SecretStr | None = None
+    # The most a run waits on the webhook, all alerts and retries together.
+    alert_webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # The Dagster UI that alerts link to (a run's page is <ui_base_url>/runs/<run id>).
+    ui_base_url: str = "http://127.0.0.1:3000"
 
     # AWS credentials keep their standard names (no RLX_ prefix).
     aws_access_key_id: SecretStr | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")

@@ -50,6 +50,7 @@ from rlx_assets.partitions import day_and_symbol, previous_day
 from rlx_assets.resources.io_manager import ALLOW_MISSING, ParquetIOManager, PartitionWriter
 from rlx_assets.resources.quality import QualityResource
 from rlx_assets.resources.replay import ReplayResource
+from rlx_assets.resources.telemetry import observed
 
 RECONSTRUCTED_BOOK = "reconstructed_book"
 BOOK_STATE = "book_state"
@@ -200,6 +201,7 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
             ),
         ],
     )
+    @observed
     def reconstruct(
         context: AssetExecutionContext,
         quality: QualityResource,
@@ -344,6 +346,7 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
             )
         ],
     )
+    @observed
     def unified_events_asset(
         context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ):

@@ -40,6 +40,7 @@ from rlx_assets.plots import (
 from rlx_assets.resources.golden import GoldenResource
 from rlx_assets.resources.io_manager import ParquetIOManager
 from rlx_assets.resources.quality import QualityResource
+from rlx_assets.resources.telemetry import observed
 
 TIMES = ["origin_time", "received_time"]
 BOOK_FIGURES = [
@@ -154,6 +155,7 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
         # Streamed from storage in batches, not loaded as inputs.
         deps=["raw_trades", "raw_book_snapshots", "raw_book_deltas", "reconstructed_book"],
     )
+    @observed
     def validation_report(
         context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ) -> Output[pa.Table]:
@@ -255,6 +257,7 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
         # Checks not yielded (no golden sample) are skipped, not failed.
         can_subset=True,
     )
+    @observed
     def fidelity(
         context: AssetExecutionContext,
         golden: GoldenResource,
@@ -349,6 +352,7 @@ def build_microstructure_assets(partitions_def) -> list[AssetsDefinition]:
         # Streamed from storage in batches, not loaded as inputs.
         deps=["reconstructed_book", "raw_book_deltas", "raw_trades"],
     )
+    @observed
     def microstructure(
         context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ) -> Output[pa.Table]:
@@ -369,6 +373,7 @@ def build_microstructure_assets(partitions_def) -> list[AssetsDefinition]:
                 "dagster/row_count": per_minute.num_rows,
                 **{k: v for k, v in result.summary.items() if isinstance(v, (int, float))},
                 "update_frequency_by_level": markdown_table(levels, limit=len(levels)),
+                "update_frequency_by_level_rows": MetadataValue.json(levels),  # for telemetry
                 "spread_over_time": _timeseries(
                     per_minute["minute_start"],
                     per_minute["spread_bps_mean"],

@@ -38,6 +38,7 @@ from rlx_assets.resources.io_manager import ParquetIOManager
 from rlx_assets.resources.lake import LakeResource
 from rlx_assets.resources.quality import QualityResource
 from rlx_assets.resources.spill import DiskRuns
+from rlx_assets.resources.telemetry import observed
 
 ONE_DAY = dt.timedelta(days=1)
 READ_BATCH_ROWS = 1_000_000  # rows decoded at a time, from the lake and from storage
@@ -144,6 +145,7 @@ def build_raw_asset(
             ),
         ],
     )
+    @observed
     def _raw(
         context: AssetExecutionContext,
         lake: LakeResource,
