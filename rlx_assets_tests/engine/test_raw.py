@@ -273,3 +273,45 @@ def test_a_feed_that_numbers_from_one_again_each_day_keeps_every_days_deltas() -
         assert result.duplicates_dropped == 0 and result.rows_quarantined == 0
         start = day_bounds_ns(day)[0]
         assert min(result.table["origin_time"].to_pylist()) == start
+
+
+@pytest.mark.parametrize("first", [1, 10**12], ids=["back", "ahead"])
+def test_sequence_numbers_that_go_back_or_jump_for_a_few_messages_mid_day_are_quarantined(
+    first: int,
+) -> None:
+    start = day_bounds_ns(DAY)[0]
+    step = 40 * SECOND  # 2,160 messages over the day, two rows each
+    rows = []
+    for message in range(2_160):
+        time = start + message * step
+        rows += [
+            (time, time + 5, 1_000_000 + message, True, 100.0 + message % 7, 1.0),
+            (time, time + 5, 1_000_000 + message, False, 110.0 + message % 5, 2.0),
+        ]
+    noon = start + 43_200 * SECOND
+    regression = [(noon, noon + 5, first + i, i % 2 == 0, 100.0, 1.0) for i in range(5)]
+    deltas = _deltas(rows[:2_160] + regression + rows[2_160:])  # arriving at noon
+    today = clean_day(BOOK_DELTAS, DAY, [(DAY, deltas)])
+    assert today.quarantined == {"sequence_out_of_place": 5}
+    assert sorted(today.quarantine["sequence_number"].to_pylist()) == [first + i for i in range(5)]
+    assert today.rows_kept == len(rows) and today.accounted()
+    origin = today.table["origin_time"].to_numpy()
+    assert (np.diff(origin) >= 0).all()  # the day's table is in time order again
+
+
+def test_a_feed_numbered_again_for_a_long_stretch_is_kept() -> None:
+    """More messages than the neighbourhood looked at: a regime, not a few stray rows."""
+    start = day_bounds_ns(DAY)[0]
+    rows = [
+        (
+            start + i * SECOND,
+            start + i * SECOND,
+            (10**6 + i) if i < 500 else (i - 499),
+            True,
+            1.0,
+            1.0,
+        )
+        for i in range(1_000)
+    ]
+    today = clean_day(BOOK_DELTAS, DAY, [(DAY, _deltas(rows))])
+    assert today.rows_kept == 1_000 and not today.quarantined
