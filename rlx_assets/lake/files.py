@@ -363,6 +363,7 @@ def _download_verified(
         elif md5 is not None and md5.hexdigest() != etag:
             problem = "downloaded bytes do not match the object's ETag (MD5)"
         else:
+            log.debug("%s: downloaded %d bytes, ETag %s", uri, written, etag)
             return etag, sha256.hexdigest(), written
         if attempt < DOWNLOAD_ATTEMPTS:
             log.warning(
