@@ -251,8 +251,9 @@ class ParquetIOManager(ConfigurableIOManager):
         if not isinstance(fs, LocalFileSystem):
             return None
         relpath = _partition_relpath(folder, self.exchange, symbol, date).rsplit("/", 1)[0]
-        make_private_dirs(f"{root}/{CHECKPOINT_DIR}")
-        return Path(root) / CHECKPOINT_DIR / relpath
+        checkpoints = Path(root) / CHECKPOINT_DIR / relpath
+        make_private_dirs(checkpoints)  # created here, so owner-only like the rest of the tree
+        return checkpoints
 
     def spill_parent(self) -> str | None:
         """Where a step may sort out of core: beside local storage (same disk, ignored by
