@@ -17,6 +17,7 @@ from rlx_assets.resources.io_manager import ParquetIOManager
 from rlx_assets.resources.lake import LakeResource
 from rlx_assets.resources.quality import QualityResource
 from rlx_assets.resources.replay import ReplayResource
+from rlx_assets.resources.telemetry import TELEMETRY, telemetry_resource
 from rlx_assets.settings import RlxSettings, get_settings
 
 ALL_ASSETS_JOB = "all_assets"
@@ -64,6 +65,7 @@ def build_definitions(settings: RlxSettings) -> Definitions:
                 s3_anon=settings.s3_anon,
                 s3_region=settings.s3_region,
             ),
+            TELEMETRY: telemetry_resource(settings),
         },
         # One machine: steps run in the run's process (a multiprocess step costs ~5 s of startup).
         executor=in_process_executor,

@@ -31,6 +31,13 @@ class RlxSettings(BaseSettings):
     golden_dir: str = "data/golden"
     metrics_dir: str = "data/metrics"
 
+    # Golden-sample capture (scripts/capture_golden.py): base URLs, Binance's paths appended;
+    # unset: Binance's own endpoints of the market captured.
+    capture_ws_url: str | None = None
+    capture_rest_url: str | None = None
+    # 64 hex digits: captures are encrypted at rest (AES-256-GCM) and read back with it.
+    golden_key: SecretStr | None = None
+
     s3_endpoint_url: str | None = None
     s3_anon: bool = False
     s3_region: str | None = None
@@ -44,9 +51,19 @@ class RlxSettings(BaseSettings):
     # (0 turns the cache off).
     lake_cache_dir: str = "data/lake-cache"
     lake_cache_max_mb: int = Field(default=10_240, ge=0)
-    # Both URLs may carry a token (in the path or as user:password@): secrets, never printed.
+
+    # Telemetry: OTLP-JSON lines under metrics_dir for every asset step (off: nothing at all).
+    telemetry_enabled: bool = True
+    # URLs may carry credentials (user:password@, a token in the path): secrets, never shown.
     pushgateway_url: SecretStr | None = None
+    pushgateway_job: str = "rlx_assets"
+    # The most a run waits on the gateway, all pushes together; then pushes are skipped.
+    pushgateway_timeout_s: float = Field(default=2.0, gt=0)
     alert_webhook_url: SecretStr | None = None
+    # The most a run waits on the webhook, all alerts and retries together.
+    alert_webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # The Dagster UI that alerts link to (a run's page is <ui_base_url>/runs/<run id>).
+    ui_base_url: str = "http://127.0.0.1:3000"
 
     # AWS credentials keep their standard names (no RLX_ prefix).
     aws_access_key_id: SecretStr | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
@@ -73,6 +90,7 @@ class RlxSettings(BaseSettings):
     max_clock_skew_ms: float = Field(default=5_000.0, gt=0)
     max_origin_time_invalid_share: float = Field(default=0.001, ge=0, le=1)
     max_precision_loss_share: float = Field(default=0.0001, ge=0, le=1)
+    max_quarantined_share: float = Field(default=0.001, ge=0, le=1)
     min_top_of_book_agreement: float = Field(default=0.999, ge=0, le=1)
     fidelity_alpha: float = Field(default=0.01, gt=0, lt=1)
 

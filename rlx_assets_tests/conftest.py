@@ -35,6 +35,7 @@ def make_settings(storage: Path, lake: Path | str = SLICE, **overrides) -> RlxSe
         # A local lake keeps its golden samples beside the tables (as the fixtures do).
         "golden_dir": str(lake / "golden") if isinstance(lake, Path) else str(storage / "golden"),
         "storage_url": str(storage),
+        "metrics_dir": str(storage / "metrics"),
         "start_date": dt.date(2024, 8, 1),
     }
     values.update(overrides)

@@ -19,6 +19,7 @@ def _environment(tmp_path: Path, **settings: str) -> dict[str, str]:
     environment.update(
         DAGSTER_HOME=str(home),
         RLX_STORAGE_URL=str(tmp_path / "assets"),
+        RLX_METRICS_DIR=str(tmp_path / "metrics"),
         RLX_START_DATE="2024-08-01",
         **{f"RLX_{name.upper()}": value for name, value in settings.items()},
     )
@@ -43,6 +44,9 @@ def test_dagster_asset_materialize_runs_both_fixture_days(tmp_path: Path) -> Non
     assert Path(last).is_file()
     # The run is recorded in the instance the UI reads.
     assert any((tmp_path / "dagster_home").rglob("*.db"))
+    # Each asset step of each run appended its metrics (one OTLP-JSON line) to the day's file.
+    (metrics,) = (tmp_path / "metrics").glob("rlx-metrics-*.jsonl")
+    assert len(metrics.read_text().splitlines()) == 2 * 8
 
 
 def test_run_pipeline_says_in_one_line_why_a_partition_failed(tmp_path: Path) -> None:

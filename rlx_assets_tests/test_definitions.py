@@ -17,13 +17,20 @@ EXPECTED_GROUPS = {
     "fidelity_report": "quality",
     "microstructure_metrics": "quality",
 }
-RAW_CHECKS = ("origin_time_complete", "clock_skew_within_limit", "no_precision_loss")
+RAW_CHECKS = (
+    "origin_time_complete",
+    "clock_skew_within_limit",
+    "no_precision_loss",
+    "rows_quarantined_within_limit",
+    "grid_stable",
+)
 EXPECTED_CHECKS = {
     *((raw, check) for raw in list(EXPECTED_GROUPS)[:3] for check in RAW_CHECKS),
     ("reconstructed_book", "gaps_filled"),
     ("reconstructed_book", "book_never_crossed"),
     ("reconstructed_book", "mid_deviation_within_limit"),
     ("reconstructed_book", "top20_matches_vendor"),
+    ("reconstructed_book", "book_replayed_from_deltas"),
     ("unified_events", "events_chronological"),
     ("fidelity_report", "top_of_book_matches_golden"),
     ("fidelity_report", "distributions_match_golden"),

@@ -40,6 +40,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
+        self.paths: list[str] = []  # the webhook's holds its token: kept, never scanned
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,6 +50,7 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 receiver.bodies.append(self.rfile.read(length))
+                receiver.paths.append(self.path)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -197,6 +199,8 @@ def test_no_secret_in_output_files_event_log_metadata_or_requests(
     # Our own log lines reached the event log (python_logs above), so they were scanned too.
     assert any("downloaded" in entry.user_message for entry in entries)
 
-    # What the alert webhook and the Pushgateway were sent (nothing until telemetry sends).
+    # What the alert webhook (failed checks) and the Pushgateway (every step's metrics) were sent.
+    assert any(path.startswith("/hooks/") for path in receiver.paths)
+    assert any(path.startswith("/metrics/job/") for path in receiver.paths)
     for body in receiver.bodies:
         assert leaks(body) == []

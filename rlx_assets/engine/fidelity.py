@@ -29,6 +29,15 @@ Distributions (float64, statistics only; equality is always on exact decimals):
   instants; comparing message-sampled rows with event-sampled tickers would reject a perfect book
   (p ~ 1e-34 on the fixture) for the sampling design alone.
 Two-sample Kolmogorov-Smirnov on all three, k-sample Anderson-Darling on trade size.
+
+Gaps. A golden sample may record windows it knows are incomplete (`capture@gap`: a disconnect,
+an update-id or trade-id discontinuity; see `rlx_assets.capture.gaps`), in exchange time and/or
+in update ids. Those windows are left out on both sides, so that what the capture missed is not
+counted against the reconstruction: book rows and bookTicker updates with ids inside an id window,
+trades (golden and reconstructed) with times inside a time window. Nothing is paired across a
+gap either: a spread or a carried ticker is compared only with a row on the same side of every id
+window, an inter-arrival time only between trades on the same side of every time window. The
+report lists the gaps and counts what they took out.
 `anderson_ksamp`'s p-value is interpolated from a table and floored at 0.001 and capped at 0.25;
 it is reported as scipy gives it and `ad_trade_size_p_clamped` says when it hit a bound.
 
@@ -43,6 +52,7 @@ Verdict: PASS when all hold, else FAIL with the reasons listed in `verdict_reaso
 
 from __future__ import annotations
 
+import datetime as dt
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -58,6 +68,7 @@ RECONSTRUCTED, GOLDEN = "reconstructed", "golden"  # the order of each sample pa
 TRADE_SIZE, INTER_ARRIVAL, SPREAD = "trade_size", "inter_arrival_ms", "spread"
 AD_P_FLOOR, AD_P_CAP = 0.001, 0.25  # scipy's table bounds for anderson_ksamp without `method`
 _NS_PER_MS = 1e6
+MAX_LISTED_GAPS = 20  # gap windows spelled out in `golden_gap_windows`; the rest are counted
 
 # The `fidelity_report` columns of DESIGN section 4, in order.
 REPORT_COLUMNS = (
@@ -112,6 +123,13 @@ class FidelityReport:
     trades_identical: int = 0  # ... and the same price, quantity and side
     trade_agreement: float | None = None
     golden_malformed_lines: int = 0
+    golden_gaps: int = 0  # gap records in the golden sample
+    golden_gap_windows: str = ""  # the recorded gaps, as text
+    golden_gap_excluded_ms: float = 0.0  # exchange time left out inside the window
+    book_rows_excluded: int = 0  # rows in the window with ids inside a gap
+    book_ticker_excluded: int = 0  # golden updates in the rows' id span inside a gap
+    trades_excluded_reconstructed: int = 0
+    trades_excluded_golden: int = 0
     # name -> (reconstructed, golden) float64 samples, for plots; not part of the row.
     samples: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
@@ -157,8 +175,94 @@ REPORT_SCHEMA = pa.schema(
         ("trades_identical", _INT),
         ("trade_agreement", _FLOAT),
         ("golden_malformed_lines", _INT),
+        ("golden_gaps", _INT),
+        ("golden_gap_windows", _STR),
+        ("golden_gap_excluded_ms", _FLOAT),
+        ("book_rows_excluded", _INT),
+        ("book_ticker_excluded", _INT),
+        ("trades_excluded_reconstructed", _INT),
+        ("trades_excluded_golden", _INT),
     ]
 )
+
+
+def _merged(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Closed integer windows merged where they overlap or touch, sorted."""
+    order = np.argsort(starts, kind="stable")
+    merged_starts: list[int] = []
+    merged_ends: list[int] = []
+    for start, end in zip(starts[order].tolist(), ends[order].tolist(), strict=True):
+        if merged_ends and start <= merged_ends[-1] + 1:
+            merged_ends[-1] = max(merged_ends[-1], end)
+        else:
+            merged_starts.append(start)
+            merged_ends.append(end)
+    return np.array(merged_starts, dtype=np.int64), np.array(merged_ends, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """Merged closed windows on one axis (exchange time ns, or update ids)."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+
+    @classmethod
+    def of(cls, table: pa.Table, low: str, high: str) -> _Windows:
+        present = pc.is_valid(table[low]).to_numpy(zero_copy_only=False)
+        starts = table[low].to_numpy(zero_copy_only=False)[present].astype(np.int64)
+        ends = table[high].to_numpy(zero_copy_only=False)[present].astype(np.int64)
+        return cls(*_merged(starts, ends))
+
+    def inside(self, values: np.ndarray) -> np.ndarray:
+        index = np.searchsorted(self.starts, values, side="right") - 1
+        clipped = np.maximum(index, 0)
+        return (
+            (index >= 0) & (values <= self.ends[clipped])
+            if self.starts.size
+            else (np.zeros(np.shape(values), dtype=bool))
+        )
+
+    def side(self, values: np.ndarray) -> np.ndarray:
+        """How many windows start at or before each value: two values outside every window
+        with the same side have no window between them."""
+        return np.searchsorted(self.starts, values, side="right")
+
+    def covered_ns(self, start: int, end: int) -> int:
+        low, high = np.maximum(self.starts, start), np.minimum(self.ends, end)
+        return int(np.sum(np.maximum(high - low, 0)))
+
+
+@dataclass(frozen=True)
+class _Gaps:
+    times: _Windows
+    ids: _Windows
+
+    @classmethod
+    def of(cls, golden: GoldenSample) -> _Gaps:
+        gaps = golden.gaps
+        return cls(
+            _Windows.of(gaps, "from_time_ns", "to_time_ns"),
+            _Windows.of(gaps, "from_update_id", "to_update_id"),
+        )
+
+
+def _iso(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _describe_gaps(gaps: pa.Table) -> str:
+    described = []
+    for gap in gaps.slice(0, MAX_LISTED_GAPS).to_pylist():
+        parts = [gap["reason"]]
+        if gap["from_time_ns"] is not None:
+            parts.append(f"time {_iso(gap['from_time_ns'])}..{_iso(gap['to_time_ns'])}")
+        if gap["from_update_id"] is not None:
+            parts.append(f"update ids {gap['from_update_id']}..{gap['to_update_id']}")
+        described.append(" ".join(parts))
+    if gaps.num_rows > MAX_LISTED_GAPS:
+        described.append(f"and {gaps.num_rows - MAX_LISTED_GAPS} more")
+    return "; ".join(described)
 
 
 def _event_time(table: pa.Table | pa.RecordBatch) -> np.ndarray:
@@ -241,7 +345,7 @@ def _ad(a: np.ndarray, b: np.ndarray) -> float:
     return result.pvalue
 
 
-def _compare_top(report: FidelityReport, rows: pa.Table, tickers: pa.Table) -> None:
+def _compare_top(report: FidelityReport, rows: pa.Table, tickers: pa.Table, gaps: _Windows) -> None:
     """bookTicker updates against rows of the same update id (see module docstring)."""
     sequence = rows["sequence_number"].to_numpy()
     ids = tickers["update_id"].to_numpy()
@@ -260,7 +364,11 @@ def _compare_top(report: FidelityReport, rows: pa.Table, tickers: pa.Table) -> N
 
     # Diagnostic: a ticker carried to the end of its message when no later ticker precedes it.
     next_id = np.append(ids[1:], np.iinfo(np.int64).max)
-    carried = (position < sequence.size) & (next_id > sequence[clipped])
+    carried = (
+        (position < sequence.size)
+        & (next_id > sequence[clipped])
+        & (gaps.side(ids) == gaps.side(sequence[clipped]))
+    )
     report.book_ticker_carried_compared = int(carried.sum())
     if carried.any():
         agree = _top_agrees(
@@ -284,8 +392,9 @@ def _rmse(mine: pa.ChunkedArray, theirs: pa.ChunkedArray) -> float | None:
     return float(np.sqrt(np.mean(difference**2))) if difference.size else None
 
 
-def _spreads(rows: pa.Table, tickers: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """Rebuilt spread at each row vs the exchange's spread at the same update id."""
+def _spreads(rows: pa.Table, tickers: pa.Table, gaps: _Windows) -> tuple[np.ndarray, np.ndarray]:
+    """Rebuilt spread at each row vs the exchange's spread at the same update id (the last
+    ticker at or before it, not across a gap)."""
     sequence = rows["sequence_number"].to_numpy()
     ids = tickers["update_id"].to_numpy()
     mine = _floats(rows["ask_0_price"]) - _floats(rows["bid_0_price"])
@@ -293,26 +402,43 @@ def _spreads(rows: pa.Table, tickers: pa.Table) -> tuple[np.ndarray, np.ndarray]
     position = np.searchsorted(ids, sequence, side="right") - 1
     # Only rows the ticker stream covers: after its first update and not past its last.
     covered = (position >= 0) & (sequence <= (ids[-1] if ids.size else -1))
+    covered &= gaps.side(ids[np.maximum(position, 0)] if ids.size else sequence) == gaps.side(
+        sequence
+    )
     theirs = np.full(sequence.size, np.nan)
     theirs[covered] = theirs_all[position[covered]]
     both = covered & ~np.isnan(mine) & ~np.isnan(theirs)
     return mine[both], theirs[both]
 
 
-def _inter_arrival_ms(times: np.ndarray, trade_ids: np.ndarray) -> np.ndarray:
+def _inter_arrival_ms(times: np.ndarray, trade_ids: np.ndarray, gaps: _Windows) -> np.ndarray:
     order = np.lexsort((trade_ids, times))
-    return np.diff(times[order]).astype(np.float64) / _NS_PER_MS
+    ordered = times[order]
+    side = gaps.side(ordered)
+    same_side = side[1:] == side[:-1]
+    return np.diff(ordered)[same_side].astype(np.float64) / _NS_PER_MS
 
 
 def _compare_trades(
-    report: FidelityReport, trades: pa.Table, golden: pa.Table, start: int, end: int
+    report: FidelityReport,
+    trades: pa.Table,
+    golden: pa.Table,
+    start: int,
+    end: int,
+    gaps: _Windows,
 ) -> None:
     mine_time = _event_time(trades)
-    mine = trades.filter(pa.array((mine_time >= start) & (mine_time <= end)))
-    mine_time = mine_time[(mine_time >= start) & (mine_time <= end)]
+    inside = (mine_time >= start) & (mine_time <= end)
+    kept = inside & ~gaps.inside(mine_time)
+    report.trades_excluded_reconstructed = int(inside.sum() - kept.sum())
+    mine = trades.filter(pa.array(kept))
+    mine_time = mine_time[kept]
     theirs_time = golden["trade_time_ns"].to_numpy()
     theirs = golden.filter(pa.array((theirs_time >= start) & (theirs_time <= end)))
     theirs = _unique_sorted(theirs, "trade_id")
+    excluded = gaps.inside(theirs["trade_time_ns"].to_numpy())
+    report.trades_excluded_golden = int(excluded.sum())
+    theirs = theirs.filter(pa.array(~excluded))
     report.trades_reconstructed = mine.num_rows
     report.trades_golden = theirs.num_rows
 
@@ -338,8 +464,8 @@ def _compare_trades(
 
     report.samples[TRADE_SIZE] = (_floats(mine["quantity"]), _floats(theirs["quantity"]))
     report.samples[INTER_ARRIVAL] = (
-        _inter_arrival_ms(mine_time, mine_ids),
-        _inter_arrival_ms(theirs["trade_time_ns"].to_numpy(), theirs_ids),
+        _inter_arrival_ms(mine_time, mine_ids, gaps),
+        _inter_arrival_ms(theirs["trade_time_ns"].to_numpy(), theirs_ids, gaps),
     )
 
 
@@ -437,25 +563,39 @@ def _compare(
 ) -> FidelityReport:
     """The report of the rows of `book` and `trades` inside `window` (other rows are ignored)."""
     thresholds = thresholds or FidelityThresholds()
-    report = FidelityReport(golden_malformed_lines=golden.malformed_lines)
+    report = FidelityReport(
+        golden_malformed_lines=golden.malformed_lines,
+        golden_gaps=golden.gaps.num_rows,
+        golden_gap_windows=_describe_gaps(golden.gaps),
+    )
+    gaps = _Gaps.of(golden)
     if window is not None:
         start, end = window
         report.golden_window_start, report.golden_window_end = start, end
+        report.golden_gap_excluded_ms = gaps.times.covered_ns(start, end) / _NS_PER_MS
         time = _event_time(book)
         rows = _unique_sorted(
             book.filter(pa.array((time >= start) & (time <= end))), "sequence_number"
         )
+        in_gap = gaps.ids.inside(rows["sequence_number"].to_numpy())
+        report.book_rows_excluded = int(in_gap.sum())
+        rows = rows.filter(pa.array(~in_gap))
         report.book_rows_in_window = rows.num_rows
         tickers = _unique_sorted(golden.book_ticker, "update_id")
         if rows.num_rows:
-            ids = tickers["update_id"].to_numpy()
             sequence = rows["sequence_number"].to_numpy()
+            ids = tickers["update_id"].to_numpy()
+            in_gap = gaps.ids.inside(ids)
+            span = (ids >= sequence[0]) & (ids <= sequence[-1])
+            report.book_ticker_excluded = int((span & in_gap).sum())
+            tickers = tickers.filter(pa.array(~in_gap))
+            ids = tickers["update_id"].to_numpy()
             inside = (ids >= sequence[0]) & (ids <= sequence[-1])
             report.book_ticker_in_window = int(inside.sum())
-            _compare_top(report, rows, tickers.filter(pa.array(inside)))
-            report.samples[SPREAD] = _spreads(rows, tickers)
+            _compare_top(report, rows, tickers.filter(pa.array(inside)), gaps.ids)
+            report.samples[SPREAD] = _spreads(rows, tickers, gaps.ids)
             report.spread_rows_compared = int(report.samples[SPREAD][0].size)
-        _compare_trades(report, trades, golden.trades, start, end)
+        _compare_trades(report, trades, golden.trades, start, end, gaps.times)
 
     minimum = thresholds.min_samples
     empty = (np.zeros(0), np.zeros(0))

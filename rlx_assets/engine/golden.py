@@ -2,9 +2,10 @@
 
 A golden sample `<SYMBOL>-<YYYY-MM-DD>.jsonl.gz` holds one JSON object per line,
 `{"capture_ns": <local receive ns>, "stream": <name>, "data": <raw message>}`, with streams
-`<sym>@depth@100ms` (diff messages), `<sym>@trade`, `<sym>@bookTicker` and `rest@depthSnapshot`.
-It is the exchange's own account of the window it covers, so `fidelity.py` judges the
-reconstructed data against it.
+`<sym>@depth@100ms` (diff messages), `<sym>@trade`, `<sym>@bookTicker` and `rest@depthSnapshot`
+(`data` exactly as Binance sent it), and `capture@gap`: a window the capture knows is incomplete
+(written by `rlx_assets.capture`, see `GAPS_SCHEMA`). It is the exchange's own account of the
+window it covers, so `fidelity.py` judges the reconstructed data against it, outside the gaps.
 
 Pure: the caller opens the file (local, s3://, ...) and hands over its bytes or a binary file
 object. Prices and sizes stay exact (Python `Decimal` from the message strings, then
@@ -72,8 +73,23 @@ SNAPSHOTS_SCHEMA = pa.schema(
         ("ask_levels", pa.int32()),
     ]
 )
+# A gap: data with exchange times in [from_time_ns, to_time_ns] (trades, depth events) or update
+# ids in [from_update_id, to_update_id] (depth, bookTicker) may be missing from the capture. A
+# window is null when the gap does not touch that dimension (e.g. a trade-id jump has no update
+# ids); at least one is set. Both ends are inclusive.
+GAPS_SCHEMA = pa.schema(
+    [
+        ("capture_ns", pa.int64()),
+        ("reason", pa.string()),
+        ("from_time_ns", pa.int64()),
+        ("to_time_ns", pa.int64()),
+        ("from_update_id", pa.int64()),
+        ("to_update_id", pa.int64()),
+    ]
+)
 
-BOOK_TICKER, TRADE, DEPTH, SNAPSHOT = "bookTicker", "trade", "depth", "depthSnapshot"
+BOOK_TICKER, TRADE, DEPTH, SNAPSHOT, GAP = "bookTicker", "trade", "depth", "depthSnapshot", "gap"
+SNAPSHOT_STREAM, GAP_STREAM = "rest@depthSnapshot", "capture@gap"
 _MS = 1_000_000  # Binance stamps events in milliseconds
 _CHUNK = 1 << 18  # decompressed bytes per read
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -95,6 +111,7 @@ class GoldenSample:
     trades: pa.Table
     depth_updates: pa.Table
     snapshots: pa.Table
+    gaps: pa.Table = field(default_factory=GAPS_SCHEMA.empty_table)  # windows known incomplete
     lines: int = 0  # non-empty lines read
     malformed_lines: int = 0
     malformed_line_numbers: tuple[int, ...] = ()  # 1-based, the first MAX_REPORTED_LINES
@@ -112,6 +129,7 @@ class GoldenSample:
             TRADE: self.trades.num_rows,
             DEPTH: self.depth_updates.num_rows,
             SNAPSHOT: self.snapshots.num_rows,
+            GAP: self.gaps.num_rows,
             "unknown": sum(self.unknown_streams.values()),
             "malformed": self.malformed_lines,
         }
@@ -141,6 +159,7 @@ def concat_samples(samples: list[GoldenSample]) -> GoldenSample:
         trades=pa.concat_tables([s.trades for s in samples]),
         depth_updates=pa.concat_tables([s.depth_updates for s in samples]),
         snapshots=pa.concat_tables([s.snapshots for s in samples]),
+        gaps=pa.concat_tables([s.gaps for s in samples]),
         lines=sum(s.lines for s in samples),
         malformed_lines=sum(s.malformed_lines for s in samples),
         malformed_line_numbers=tuple(numbers[:MAX_REPORTED_LINES]),
@@ -195,8 +214,10 @@ def _levels(value: Any) -> int:
 
 def _kind(stream: str) -> str | None:
     """The stream type by Binance's naming: `<sym>@depth[@100ms]`, `<sym>@trade`, ..."""
-    if stream == "rest@depthSnapshot":
+    if stream == SNAPSHOT_STREAM:
         return SNAPSHOT
+    if stream == GAP_STREAM:
+        return GAP
     parts = stream.split("@")
     if len(parts) < 2:
         return None
@@ -207,68 +228,88 @@ def _kind(stream: str) -> str | None:
     return None
 
 
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else _int(value)
+
+
+def _window(data: dict, low: str, high: str) -> tuple[int | None, int | None]:
+    start, end = _optional_int(data[low]), _optional_int(data[high])
+    if (start is None) != (end is None):
+        raise _BadLine(f"{low} and {high}: one is null, the other not")
+    if start is not None and start > end:
+        raise _BadLine(f"{low} > {high}")
+    return start, end
+
+
+def record_row(kind: str, capture_ns: int, data: Any) -> tuple:
+    """One record's table row (the schema of `kind`), or `_BadLine` (a ValueError) saying why
+    it cannot be one. The capture calls it too, so that it never writes what this reader skips."""
+    if not isinstance(data, dict):
+        raise _BadLine("data is not an object")
+    try:
+        if kind == BOOK_TICKER:
+            return (
+                capture_ns,
+                _int(data["u"]),
+                _decimal(data["b"]),
+                _decimal(data["B"]),
+                _decimal(data["a"]),
+                _decimal(data["A"]),
+            )
+        if kind == TRADE:
+            buyer_is_maker = data["m"]
+            if not isinstance(buyer_is_maker, bool):
+                raise _BadLine("m is not a boolean")
+            return (
+                capture_ns,
+                _ms_to_ns(data["E"]),
+                _ms_to_ns(data["T"]),
+                _int(data["t"]),
+                _decimal(data["p"]),
+                _decimal(data["q"]),
+                # The buyer resting on the book means the seller crossed the spread.
+                "sell" if buyer_is_maker else "buy",
+            )
+        if kind == DEPTH:
+            return (
+                capture_ns,
+                _ms_to_ns(data["E"]),
+                _int(data["U"]),
+                _int(data["u"]),
+                _levels(data["b"]),
+                _levels(data["a"]),
+            )
+        if kind == SNAPSHOT:
+            return (
+                capture_ns,
+                _int(data["lastUpdateId"]),
+                _levels(data["bids"]),
+                _levels(data["asks"]),
+            )
+        if kind == GAP:
+            reason = data["reason"]
+            if type(reason) is not str:
+                raise _BadLine("reason is not a string")
+            times = _window(data, "from_time_ns", "to_time_ns")
+            ids = _window(data, "from_update_id", "to_update_id")
+            if times[0] is None and ids[0] is None:
+                raise _BadLine("a gap with neither a time nor an update-id window")
+            return (capture_ns, reason, *times, *ids)
+    except KeyError as error:
+        raise _BadLine(f"missing field {error}") from error
+    raise _BadLine(f"unknown record kind {kind!r}")
+
+
 class _Columns:
     """Per-stream column lists, appended only once a whole line has been validated."""
 
     def __init__(self) -> None:
-        self.book_ticker: list[tuple] = []
-        self.trades: list[tuple] = []
-        self.depth: list[tuple] = []
-        self.snapshots: list[tuple] = []
+        self.rows: dict[str, list[tuple]] = {
+            kind: [] for kind in (BOOK_TICKER, TRADE, DEPTH, SNAPSHOT, GAP)
+        }
 
     def add(self, kind: str, capture_ns: int, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise _BadLine("data is not an object")
-        try:
-            if kind == BOOK_TICKER:
-                self.book_ticker.append(
-                    (
-                        capture_ns,
-                        _int(data["u"]),
-                        _decimal(data["b"]),
-                        _decimal(data["B"]),
-                        _decimal(data["a"]),
-                        _decimal(data["A"]),
-                    )
-                )
-            elif kind == TRADE:
-                buyer_is_maker = data["m"]
-                if not isinstance(buyer_is_maker, bool):
-                    raise _BadLine("m is not a boolean")
-                self.trades.append(
-                    (
-                        capture_ns,
-                        _ms_to_ns(data["E"]),
-                        _ms_to_ns(data["T"]),
-                        _int(data["t"]),
-                        _decimal(data["p"]),
-                        _decimal(data["q"]),
-                        # The buyer resting on the book means the seller crossed the spread.
-                        "sell" if buyer_is_maker else "buy",
-                    )
-                )
-            elif kind == DEPTH:
-                self.depth.append(
-                    (
-                        capture_ns,
-                        _ms_to_ns(data["E"]),
-                        _int(data["U"]),
-                        _int(data["u"]),
-                        _levels(data["b"]),
-                        _levels(data["a"]),
-                    )
-                )
-            else:
-                self.snapshots.append(
-                    (
-                        capture_ns,
-                        _int(data["lastUpdateId"]),
-                        _levels(data["bids"]),
-                        _levels(data["asks"]),
-                    )
-                )
-        except KeyError as error:
-            raise _BadLine(f"missing field {error}") from error
+        self.rows[kind].append(record_row(kind, capture_ns, data))
 
     @staticmethod
     def table(rows: list[tuple], schema: pa.Schema) -> pa.Table:
@@ -338,7 +379,7 @@ def parse_golden(source: bytes | IO[bytes], name: str = "golden sample") -> Gold
                 unknown[stream] += 1
                 continue
             columns.add(kind, _int(record["capture_ns"]), record["data"])
-            if kind != SNAPSHOT:
+            if kind not in (SNAPSHOT, GAP):
                 symbols.add(stream.split("@", 1)[0])
         except (ValueError, KeyError, TypeError, RecursionError):
             # JSONDecodeError, UnicodeDecodeError and _BadLine are ValueErrors: count, go on.
@@ -348,10 +389,11 @@ def parse_golden(source: bytes | IO[bytes], name: str = "golden sample") -> Gold
     if lines and malformed == lines:
         raise GoldenFormatError(f"{name}: no line is a JSON capture record (not JSON lines)")
     return GoldenSample(
-        book_ticker=columns.table(columns.book_ticker, BOOK_TICKER_SCHEMA),
-        trades=columns.table(columns.trades, TRADES_SCHEMA),
-        depth_updates=columns.table(columns.depth, DEPTH_UPDATES_SCHEMA),
-        snapshots=columns.table(columns.snapshots, SNAPSHOTS_SCHEMA),
+        book_ticker=columns.table(columns.rows[BOOK_TICKER], BOOK_TICKER_SCHEMA),
+        trades=columns.table(columns.rows[TRADE], TRADES_SCHEMA),
+        depth_updates=columns.table(columns.rows[DEPTH], DEPTH_UPDATES_SCHEMA),
+        snapshots=columns.table(columns.rows[SNAPSHOT], SNAPSHOTS_SCHEMA),
+        gaps=columns.table(columns.rows[GAP], GAPS_SCHEMA),
         lines=lines,
         malformed_lines=malformed,
         malformed_line_numbers=tuple(malformed_numbers),

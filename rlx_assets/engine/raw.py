@@ -54,6 +54,9 @@ class RawAccount:
     origin_time_invalid: int = 0
     price_step_exponent: int = 0
     size_step_exponent: int = 0
+    # The grids the day's own values point to (the ones used when none is given).
+    inferred_price_step_exponent: int = 0
+    inferred_size_step_exponent: int = 0
     precision_loss_warnings: int = 0
     values_on_grid_checked: int = 0
     digits: dict[str, int] = field(default_factory=dict)  # "price"/"size" -> fractional digits
@@ -106,6 +109,8 @@ def _quarantine_reasons(table_name: str, table: pa.Table) -> np.ndarray:
         return ~pc.fill_null(pc.greater(table[name], 0), False).to_numpy(zero_copy_only=False)
 
     mark(invalid_time("origin_time") & invalid_time("received_time"), "no_valid_time")
+    if FAR in table.column_names:
+        mark(table[FAR].to_numpy(zero_copy_only=False), FAR_REASON)
     prices, sizes = _price_columns(table_name)
     for name in prices + sizes:
         values = table[name].to_numpy(zero_copy_only=False).astype(np.float64)
@@ -153,8 +158,16 @@ ORDER = "_order"
 TIME = "_time"  # the time that places a row in a day
 SEQUENCE_KEY = "_sequence"
 TRADE_ID_KEY = "_trade_id"
+FAR = "_far"  # stamped far from the day it was filed under: quarantined there
 _SOURCE_SHIFT = 40
-_HELPER_COLUMNS = (ORDER, TIME, SEQUENCE_KEY, TRADE_ID_KEY)
+_HELPER_COLUMNS = (ORDER, TIME, SEQUENCE_KEY, TRADE_ID_KEY, FAR)
+FAR_REASON = "time_far_from_filed_dt"
+# A collector files a row under the day it received it, so its time lies within a day of that
+# day; a row stamped further off (another year, or a time in ms or us read as ns) is wrong.
+FAR_FROM_FILED_NS = NS_PER_DAY
+# Rows of one delta message share a sequence number and a time; the same number in another
+# file a day later is another message (a feed whose numbers start again), not the same one.
+MESSAGE_SPAN_NS = 60 * 10**9
 
 
 def sort_key(table_name: str) -> list[str]:
@@ -243,9 +256,13 @@ def _tally_coarser_grids(steps, grids, min_tolerance, ulps, counts, edge):
     cached_first_coarse = np.zeros(size, dtype=np.int64)
     cached_edge = np.zeros(size, dtype=np.bool_)
     shift = np.uint64(64 - _CACHE_BITS)
+    slot = np.uint64(0)
+    previous = np.int64(-1)
     for k in range(steps.size):
         value = steps[k]
-        slot = (np.uint64(value) * np.uint64(0x9E3779B97F4A7C15)) >> shift
+        if value != previous:  # runs of one value (a level standing) skip the lookup
+            previous = value
+            slot = (np.uint64(value) * np.uint64(0x9E3779B97F4A7C15)) >> shift
         if cached_value[slot] != value:
             zeros, near, first_coarse, at_edge = _grids_of(
                 value, divisible, grids, units, floors, ulps
@@ -284,9 +301,9 @@ def _steps_on_fine_grid(
 ):
     """One pass of `GridTally.add` on a known fine grid: `on_grid`'s arithmetic value by value
     (`to_steps` by `factor`), the whole steps of the values on it written to `steps` (their
-    values to `step_values`), the values to count one by one (off the grid, or too large for
-    exact steps) to `each`. Returns (finite values, values on the grid, largest |value|, steps
-    written, values written to `each`)."""
+    values to `step_values`), the values to count one by one (off the grid, too large for exact
+    steps, or rounding to 0 steps without being 0: see `_fine_grid`) to `each`. Returns
+    (finite values, values on the grid, largest |value|, steps written, values in `each`)."""
     finite = 0
     on = 0
     largest = 0.0
@@ -300,7 +317,7 @@ def _steps_on_fine_grid(
         in_steps = value / factor if divide else value * factor
         rounded = np.rint(in_steps)
         tolerance = max(min_tolerance, ulps * abs(in_steps))
-        if abs(in_steps - rounded) - tolerance <= 0:
+        if abs(in_steps - rounded) - tolerance <= 0 and (rounded != 0 or value == 0):
             on += 1
             if abs(rounded) < exact_below:
                 steps[kept] = np.int64(abs(rounded))
@@ -310,6 +327,10 @@ def _steps_on_fine_grid(
         each[counted_each] = value
         counted_each += 1
     return finite, on, largest, kept, counted_each
+
+
+def _rounds_to_zero(values: np.ndarray, exponent: int) -> np.ndarray:
+    return (np.abs(to_steps(values, exponent)) < 0.5) & (values != 0)
 
 
 class GridTally:
@@ -408,7 +429,10 @@ class GridTally:
         if self._fine is not None:
             candidates = [self._fine, *candidates]
         for exponent in candidates:
-            on = on_grid(finite, exponent)
+            # A value below half a step but within the tolerance of 0 is "on" a grid far
+            # coarser than itself, and not on the finer ones: it is counted one by one, and
+            # does not make a grid fine.
+            on = on_grid(finite, exponent) & ~_rounds_to_zero(finite, exponent)
             if np.mean(on) >= GRID_SHARE:
                 self._fine = exponent
                 return exponent, on
@@ -469,9 +493,16 @@ class _Partition:
         order = np.arange(first_row, first_row + table.num_rows, dtype=np.int64)
         order += source << _SOURCE_SHIFT
         time = _effective_time(table)
-        filed_start = day_bounds_ns(self.sources[source])[0]
-        time = np.where(time > 0, time, filed_start)
-        table = table.append_column(ORDER, pa.array(order)).append_column(TIME, pa.array(time))
+        filed_start, filed_end = day_bounds_ns(self.sources[source])
+        far = (time > 0) & (
+            (time < filed_start - FAR_FROM_FILED_NS) | (time >= filed_end + FAR_FROM_FILED_NS)
+        )
+        time = np.where((time > 0) & ~far, time, filed_start)
+        table = (
+            table.append_column(ORDER, pa.array(order))
+            .append_column(TIME, pa.array(time))
+            .append_column(FAR, pa.array(far))
+        )
         if self.table_name == TRADES:
             ids = pc.fill_null(table["trade_id"], -1)
             return table.append_column(TRADE_ID_KEY, ids)
@@ -497,7 +528,9 @@ class _Partition:
         quarantined, duplicates dropped."""
         time = piece[TIME].to_numpy()
         if self.table_name == BOOK_DELTAS:
-            time = _message_time(piece[SEQUENCE_KEY].to_numpy(), time)
+            time = _message_time(
+                piece[SEQUENCE_KEY].to_numpy(), time, piece[ORDER].to_numpy() >> _SOURCE_SHIFT
+            )
         in_day = (time >= self.start) & (time < self.end)
         reasons = _quarantine_reasons(self.table_name, piece)
         bad = reasons != ""
@@ -557,11 +590,11 @@ def clean_partition(
         kept.write(partition.place(piece, quarantine))
     account = partition.account
     given = {"price": price_exponent, "size": size_exponent}
-    exponents = {
-        name: given[name] if given[name] is not None else tally.exponent()
-        for name, tally in partition.grids.items()
-    }
+    inferred = {name: tally.exponent() for name, tally in partition.grids.items()}
+    exponents = {name: given[name] if given[name] is not None else inferred[name] for name in given}
     account.price_step_exponent, account.size_step_exponent = exponents["price"], exponents["size"]
+    account.inferred_price_step_exponent = inferred["price"]
+    account.inferred_size_step_exponent = inferred["size"]
     largest = {name: tally.largest for name, tally in partition.grids.items()}
     account.digits = {name: max(0, -exponent) for name, exponent in exponents.items()}
     written = False
@@ -611,11 +644,16 @@ def clean_day(
     )
 
 
-def _message_time(sequence: np.ndarray, time: np.ndarray) -> np.ndarray:
+def _message_time(sequence: np.ndarray, time: np.ndarray, source: np.ndarray) -> np.ndarray:
     """Every row of a delta message (rows sorted by sequence, then arrival) takes the time of
-    the message's first row as read."""
+    the message's first row as read. Rows of one sequence number from two files, more than
+    MESSAGE_SPAN_NS apart, are two messages: a feed that numbers from 1 again each day must not
+    send a day's messages to the day before. (Within a file, an odd stamp stays with its
+    message.)"""
     first_of_run = np.ones(sequence.size, dtype=bool)
-    first_of_run[1:] = sequence[1:] != sequence[:-1]
+    first_of_run[1:] = (sequence[1:] != sequence[:-1]) | (
+        (source[1:] != source[:-1]) & (np.abs(time[1:] - time[:-1]) > MESSAGE_SPAN_NS)
+    )
     return time[first_of_run][np.cumsum(first_of_run) - 1]
 
 

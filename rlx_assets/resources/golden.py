@@ -1,4 +1,8 @@
-"""The `golden` resource: where golden samples live (`<dir>/<SYMBOL>-<YYYY-MM-DD>.jsonl.gz`)."""
+"""The `golden` resource: where golden samples live (`<dir>/<SYMBOL>-<YYYY-MM-DD>.jsonl.gz`).
+
+Encrypted samples (`rlx_assets.capture.encryption`) are decrypted here with RLX_GOLDEN_KEY, read
+from the settings when needed: like the S3 credentials, the key is never part of the resource's
+config, which the UI shows."""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ import datetime as dt
 from dagster import ConfigurableResource
 from fsspec.core import url_to_fs
 
+from rlx_assets.capture.encryption import decrypt, is_encrypted, parse_key
 from rlx_assets.lake.open import s3_options
+from rlx_assets.settings import get_settings
 
 
 class GoldenResource(ConfigurableResource):
@@ -22,13 +28,19 @@ class GoldenResource(ConfigurableResource):
         return f"{self.directory.rstrip('/')}/{symbol}-{day.isoformat()}.jsonl.gz"
 
     def read(self, symbol: str, day: dt.date) -> bytes | None:
-        """The file's bytes, or None when there is no golden sample for that day."""
+        """The file's bytes (gzip, decrypted if need be), or None when there is no golden
+        sample for that day. An encrypted file without the right key raises GoldenKeyError."""
         options = {}
         if self.directory.startswith("s3://"):
             options = s3_options(self.s3_endpoint_url, self.s3_anon, self.s3_region)
         fs, path = url_to_fs(self.path(symbol, day), **options)
         try:
             with fs.open(path, "rb") as handle:
-                return handle.read()
+                data = handle.read()
         except FileNotFoundError:
             return None
+        if not is_encrypted(data):
+            return data
+        secret = get_settings().golden_key
+        key = parse_key(secret.get_secret_value() if secret is not None else None)
+        return decrypt(data, key, self.path(symbol, day))

@@ -11,6 +11,7 @@ class QualityResource(ConfigurableResource):
     max_clock_skew_ms: float
     max_origin_time_invalid_share: float
     max_precision_loss_share: float
+    max_quarantined_share: float
     min_top_of_book_agreement: float
     fidelity_alpha: float
 

@@ -9,9 +9,16 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from dagster import DagsterInstance
 
 from rlx_assets.engine.raw import day_bounds_ns
-from rlx_assets_tests.conftest import FIXTURE_DAYS, SLICE, make_settings, materialize_day
+from rlx_assets_tests.conftest import (
+    FIXTURE_DAYS,
+    SLICE,
+    make_settings,
+    materializations,
+    materialize_day,
+)
 
 DAY = FIXTURE_DAYS[0]
 PARTITION = "exchange=BINANCE/symbol=BTC-USDT"
@@ -252,3 +259,60 @@ def test_quarantined_rows_are_kept_beside_the_assets_with_their_reason(tmp_path:
     assert quarantined.height == raw["rows_quarantined"].value > 0
     assert set(quarantined["reason"]) == {"not_positive:quantity"}
     assert (quarantined["quantity"] == -1.0).all()  # as the vendor sent it
+
+
+def test_rows_quarantined_within_limit_fires_when_trade_times_are_in_milliseconds(
+    tmp_path: Path,
+) -> None:
+    """A vendor file written in ms: every trade is quarantined (stamped decades away from the
+    dt that filed it), not sent silently to another day."""
+    lake = _lake(
+        tmp_path,
+        "trades",
+        lambda f: f.with_columns(pl.col("origin_time") // 10**6, pl.col("received_time") // 10**6),
+    )
+    result = _run(tmp_path, lake)
+    check = _check(result, "raw_trades", "rows_quarantined_within_limit")
+    assert not check.passed
+    assert check.metadata["quarantined_share"].value == 1.0
+    assert check.metadata["quarantine_reasons"].value == {
+        "time_far_from_filed_dt": check.metadata["rows_quarantined"].value
+    }
+
+
+def test_book_replayed_from_deltas_warns_on_a_day_without_deltas(tmp_path: Path) -> None:
+    lake = _lake(tmp_path, "book_delta_v2", lambda f: f.head(0))
+    result = _run(tmp_path, lake)
+    check = _check(result, "reconstructed_book", "book_replayed_from_deltas")
+    assert not check.passed
+    assert check.severity.value == "WARN"
+    assert check.metadata["strategy"].value != "full_replay"
+
+
+def test_grid_stable_reports_a_day_that_needs_a_finer_tick_than_the_day_before(
+    tmp_path: Path,
+) -> None:
+    """Day 2's prices move to a finer grid (one in ten 0.001 off the 0.01 tick): it keeps day
+    1's grid, so the change shows as a failed check and flagged values, not a silent new grid."""
+    lake = tmp_path / "lake"
+    shutil.copytree(SLICE, lake)
+    path = lake / "trades" / PARTITION / f"dt={FIXTURE_DAYS[1]}" / "1.parquet"
+    frame = pl.read_parquet(path)
+    frame.with_columns(
+        pl.when(_every_nth(frame, 10)).then(pl.col("price") + 0.001).otherwise(pl.col("price"))
+    ).write_parquet(path)
+    settings = make_settings(tmp_path / "assets", lake=lake)
+    with DagsterInstance.ephemeral() as instance:
+        first = materialize_day(settings, DAY, instance=instance, selection=["raw_trades"])
+        second = materialize_day(
+            settings, FIXTURE_DAYS[1], instance=instance, selection=["raw_trades"]
+        )
+    assert materializations(first)["raw_trades"]["grid_source"] == "inferred"
+    assert _check(first, "raw_trades", "grid_stable").passed
+    metadata = materializations(second)["raw_trades"]
+    assert metadata["grid_source"] == "previous_day"
+    assert (metadata["price_step"], metadata["price_step_inferred"]) == ("1e-2", "1e-3")
+    check = _check(second, "raw_trades", "grid_stable")
+    assert not check.passed
+    assert check.metadata["grids_needing_finer_step"].value == ["price"]
+    assert not _check(second, "raw_trades", "no_precision_loss").passed

@@ -41,13 +41,22 @@ def test_infers_the_coarsest_power_of_ten_grid(values: list[float], exponent: in
     assert infer_step_exponent(np.array(values)) == exponent
 
 
-def test_grid_tolerates_one_off_grid_value_in_ten_thousand() -> None:
+def test_grid_tolerates_a_dirty_minority_below_one_in_a_hundred() -> None:
     values = np.full(20_000, 1.25)
-    values[7] = 1.2501
+    values[:199] = 1.2501
     assert infer_step_exponent(values) == -2
-    values[8] = 1.2502
-    values[9] = 1.2503
+    values[:201] = 1.2501
     assert infer_step_exponent(values) == -4
+
+
+def test_prices_a_few_parts_per_billion_off_are_flagged_not_absorbed() -> None:
+    """12 trades in 6,000 written through another unit: the tick stays 0.01 and all 12 are
+    flagged (a finer grid would have absorbed 10 of them)."""
+    rng = np.random.default_rng(3)
+    prices = rng.integers(6_000_000, 6_100_000, 6_000) / 100
+    prices[::500] *= 1 + 3e-9
+    assert infer_step_exponent(prices) == -2
+    assert int(scale_floats(prices, -2).off_grid.sum()) == 12
 
 
 def test_off_grid_values_are_flagged_and_kept_exactly() -> None:

@@ -1,3 +1,4 @@
+import dataclasses
 import datetime as dt
 import math
 from decimal import Decimal
@@ -23,6 +24,7 @@ from rlx_assets.engine.fidelity import (
 from rlx_assets.engine.golden import (
     BOOK_TICKER_SCHEMA,
     DEPTH_UPDATES_SCHEMA,
+    GAPS_SCHEMA,
     SNAPSHOTS_SCHEMA,
     TRADES_SCHEMA,
     GoldenSample,
@@ -355,3 +357,65 @@ def test_the_real_slice_in_batches_gives_the_whole_table_report(batch_rows) -> N
     # The time columns first, then only the columns compared.
     assert reads[:2] == [("origin_time", "received_time")] * 2
     assert set(reads[2]) < set(book.column_names)
+
+
+# --- recorded gaps: left out of the comparison and reported -------------------------------
+
+
+def _with_gaps(golden: GoldenSample, rows: list[tuple]) -> GoldenSample:
+    """rows: (reason, from_ms, to_ms, from_update_id, to_update_id); None where not set."""
+    reason, from_ms, to_ms, low, high = (list(c) for c in zip(*rows, strict=True))
+    ns = (
+        [None if t is None else t * MS for t in from_ms],
+        [None if t is None else t * MS for t in to_ms],
+    )
+    gaps = pa.table(
+        {
+            "capture_ns": [0] * len(rows),
+            "reason": reason,
+            "from_time_ns": ns[0],
+            "to_time_ns": ns[1],
+            "from_update_id": low,
+            "to_update_id": high,
+        },
+        schema=GAPS_SCHEMA,
+    )
+    return dataclasses.replace(golden, gaps=gaps)
+
+
+def test_a_recorded_gap_is_left_out_on_both_sides_and_reported() -> None:
+    golden = _golden(TICKERS, TRADES_GOLDEN, [100, 500])
+    # The disconnect covers trades 3 (t=250) and 4 (t=300), update ids 21..30 (row 30 and the
+    # bid-off ticker 30).
+    gapped = _with_gaps(golden, [("disconnect", 240, 310, 21, 30)])
+    report = compare_day(BOOK, _trades(TRADES_MINE), gapped, LOOSE)
+    assert report.golden_gaps == 1
+    assert report.golden_gap_windows == (
+        "disconnect time 1970-01-01T00:00:00.240000Z..1970-01-01T00:00:00.310000Z update ids 21..30"
+    )
+    assert report.golden_gap_excluded_ms == 70.0
+    assert report.book_rows_excluded == 1 and report.book_rows_in_window == 4
+    assert report.book_ticker_excluded == 1
+    # Rows 10 and 20 agree, 40 does not (ask size): 2 of 3, and no bid error left.
+    assert (report.book_ticker_compared, report.book_ticker_agreeing) == (3, 2)
+    assert report.best_bid_rmse == 0.0
+    assert report.trades_excluded_golden == 2 and report.trades_excluded_reconstructed == 1
+    # Trades 1, 2 identical; 5 only ours: 2 of 3 (trade 3's disagreement is inside the gap).
+    assert report.trade_agreement == pytest.approx(2 / 3)
+    # Inter-arrival times do not span the gap: ours 100 -> 150, then 350 alone after it.
+    np.testing.assert_array_equal(report.samples[INTER_ARRIVAL][0], [50.0])
+    # Rows 10, 20 and 40 with the tickers of their ids; row 30 is inside the gap, row 50 past
+    # the last ticker.
+    mine, theirs = report.samples[SPREAD]
+    assert mine.size == theirs.size == 3
+
+
+def test_a_spread_is_never_paired_across_a_gap() -> None:
+    tickers = [(10, "100.00", "1", "100.02", "2"), (60, "100.00", "1", "100.02", "2")]
+    golden = _golden(tickers, [(100, 1, "1", "1", "buy")], [100, 500])
+    plain = compare_day(BOOK, _trades(TRADES_MINE), golden, LOOSE)
+    assert plain.spread_rows_compared == 5  # every row takes ticker 10
+    depth_gap = _with_gaps(golden, [("depth_update_ids", None, None, 25, 26)])
+    gapped = compare_day(BOOK, _trades(TRADES_MINE), depth_gap, LOOSE)
+    assert gapped.spread_rows_compared == 2  # rows 10 and 20: the others lie past the gap
+    assert gapped.book_rows_excluded == 0 and gapped.trades_excluded_golden == 0

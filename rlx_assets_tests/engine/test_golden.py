@@ -45,6 +45,7 @@ def test_the_committed_slice_parses_completely(day, tickers, trades, depth) -> N
         "trade": trades,
         "depth": depth,
         "depthSnapshot": 0,
+        "gap": 0,
         "unknown": 0,
         "malformed": 0,
     }
@@ -200,3 +201,43 @@ def test_samples_concatenate_in_order() -> None:
     assert both.book_ticker["update_id"].to_pylist() == [1, 2]
     assert both.malformed_lines == 1 and both.lines == 3
     assert concat_samples([]).lines == 0
+
+
+def test_gap_records_are_read_and_bad_ones_counted() -> None:
+    disconnect = {
+        "reason": "disconnect",
+        "from_time_ns": 10,
+        "to_time_ns": 20,
+        "from_update_id": 5,
+        "to_update_id": 9,
+        "disconnected_ns": 1,
+    }
+    trade_ids = {**disconnect, "reason": "trade_ids", "from_update_id": None, "to_update_id": None}
+    bad = [
+        {**disconnect, "to_time_ns": None},  # one end of a window
+        {**disconnect, "from_update_id": 10},  # from > to
+        {**trade_ids, "from_time_ns": None, "to_time_ns": None},  # no window at all
+    ]
+    lines = [_line("capture@gap", disconnect, 7), _line("capture@gap", trade_ids, 8)]
+    sample = parse_golden(_gzip(lines + [_line("capture@gap", b) for b in bad]))
+    assert sample.gaps.to_pylist() == [
+        {
+            "capture_ns": 7,
+            "reason": "disconnect",
+            "from_time_ns": 10,
+            "to_time_ns": 20,
+            "from_update_id": 5,
+            "to_update_id": 9,
+        },
+        {
+            "capture_ns": 8,
+            "reason": "trade_ids",
+            "from_time_ns": 10,
+            "to_time_ns": 20,
+            "from_update_id": None,
+            "to_update_id": None,
+        },
+    ]
+    assert sample.malformed_lines == 3 and sample.symbols == ()
+    assert sample.stream_counts()["gap"] == 2
+    assert concat_samples([sample, sample]).gaps.num_rows == 4

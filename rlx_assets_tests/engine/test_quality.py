@@ -157,3 +157,17 @@ def test_validation_row_from_streamed_figures_equals_the_whole_array_row(rows, s
     )
     assert list(streamed) == list(expected)
     assert streamed == expected
+
+
+def test_skew_histogram_buckets_hold_previous_bound_excluded_bound_included() -> None:
+    ms = quality.NS_PER_MS
+    origin = np.full(6, START)
+    # -1 ms and 0 ms sit on bounds (their own bucket), 0.5 ms is in (0, 1], 70 s beyond the last.
+    received = START + np.array([-ms, 0, ms // 2, ms, 70_000 * ms, -70_000 * ms])
+    histogram = clock_skew_ms(origin, received)["histogram"]
+    bounds = histogram["bounds_ms"]
+    counts = dict(zip([*bounds, "inf"], histogram["counts"], strict=True))
+    assert counts[-1] == 1 and counts[0] == 1 and counts[1] == 2
+    assert counts["inf"] == 1 and counts[-60_000] == 1
+    assert sum(histogram["counts"]) == 6
+    assert histogram["sum_ms"] == -1 + 0 + 0.5 + 1 + 70_000 - 70_000

@@ -217,3 +217,59 @@ def test_grids_tallied_chunk_by_chunk_are_the_whole_days_grid(
     finite = values[np.isfinite(values)]
     expected = [int(on_grid(finite, int(e)).sum()) for e in GridTally.EXPONENTS]
     assert tally.on_grid.tolist() == expected
+
+
+def _three_days() -> list[dt.date]:
+    return [DAY - dt.timedelta(days=1), DAY, DAY + dt.timedelta(days=1)]
+
+
+def test_rows_stamped_far_from_their_dt_are_quarantined_once_in_the_dt_that_filed_them() -> None:
+    year_2020 = day_bounds_ns(dt.date(2020, 1, 1))[0]
+    filed_today = _trades(
+        [
+            (MIDNIGHT - 9 * SECOND, MIDNIGHT - 8 * SECOND, 1, 10.0, 1.0, "buy"),
+            (year_2020, year_2020, 2, 10.0, 1.0, "buy"),  # another year
+            (MIDNIGHT + 3 * 86_400 * SECOND, MIDNIGHT, 3, 10.0, 1.0, "sell"),  # days ahead
+        ]
+    )
+    sources = [(DAY, filed_today)]
+    days = [clean_day(TRADES, day, sources) for day in _three_days()]
+    yesterday, today, tomorrow = days
+    assert today.table["trade_id"].to_pylist() == [1]
+    assert today.quarantined == {"time_far_from_filed_dt": 2}
+    assert today.quarantine["trade_id"].to_pylist() == [2, 3]
+    # Read as a neighbour's file, they are another day's rows there: counted, not kept twice.
+    assert yesterday.rows_quarantined == tomorrow.rows_quarantined == 0
+    assert yesterday.rows_kept == tomorrow.rows_kept == 0
+    assert all(day.accounted() for day in days)
+
+
+@pytest.mark.parametrize("unit", [10**3, 10**6], ids=["us", "ms"])
+def test_trade_times_in_another_unit_are_quarantined_not_sent_to_another_day(unit: int) -> None:
+    rows = [
+        ((MIDNIGHT - (100 - i) * SECOND) // unit, (MIDNIGHT - (99 - i) * SECOND) // unit, i)
+        for i in range(50)
+    ]
+    trades = _trades([(*row, 10.0, 1.0, "buy") for row in rows])
+    today = clean_day(TRADES, DAY, [(DAY, trades)])
+    assert today.rows_kept == 0 and today.rows_other_days == 0
+    assert today.quarantined == {"time_far_from_filed_dt": 50}
+
+
+def test_a_feed_that_numbers_from_one_again_each_day_keeps_every_days_deltas() -> None:
+    # The same sequence numbers on three consecutive days (a re-based feed); each day also
+    # files the first rows of the next day's first message after its midnight.
+    sources = []
+    for day in _three_days():
+        start = day_bounds_ns(day)[0]
+        rows = [
+            (start + i * SECOND, start + i * SECOND + 5, 1 + i // 2, i % 2 == 0, 100.0 + i, 1.0)
+            for i in range(20)
+        ]
+        sources.append((day, _deltas(rows)))
+    cleaned = [clean_day(BOOK_DELTAS, day, sources) for day in _three_days()]
+    for day, result in zip(_three_days(), cleaned, strict=True):
+        assert result.rows_kept == 20, day
+        assert result.duplicates_dropped == 0 and result.rows_quarantined == 0
+        start = day_bounds_ns(day)[0]
+        assert min(result.table["origin_time"].to_pylist()) == start

@@ -50,6 +50,7 @@ from rlx_assets.partitions import day_and_symbol, previous_day
 from rlx_assets.resources.io_manager import ALLOW_MISSING, ParquetIOManager, PartitionWriter
 from rlx_assets.resources.quality import QualityResource
 from rlx_assets.resources.replay import ReplayResource
+from rlx_assets.resources.telemetry import observed
 
 RECONSTRUCTED_BOOK = "reconstructed_book"
 BOOK_STATE = "book_state"
@@ -191,8 +192,16 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
                 asset=RECONSTRUCTED_BOOK,
                 description="Share of vendor snapshots whose 20 levels the rebuilt book equalled.",
             ),
+            check_names.partitioned_check(
+                check_names.BOOK_REPLAYED_FROM_DELTAS,
+                partitions_def=partitions_def,
+                asset=RECONSTRUCTED_BOOK,
+                description="The book was replayed from the day's deltas (full_replay); a day "
+                "without deltas is degraded to the vendor snapshots' 20 levels.",
+            ),
         ],
     )
+    @observed
     def reconstruct(
         context: AssetExecutionContext,
         quality: QualityResource,
@@ -303,6 +312,17 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
                 "gaps_filled": int(stats["gaps_filled"]),
             },
         )
+        yield AssetCheckResult(
+            check_name=check_names.BOOK_REPLAYED_FROM_DELTAS,
+            asset_key=RECONSTRUCTED_BOOK,
+            passed=result.strategy == "full_replay",
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "strategy": result.strategy,
+                "expected": "full_replay",
+                "delta_messages": result.messages,
+            },
+        )
 
     @asset(
         name=UNIFIED_EVENTS,
@@ -326,6 +346,7 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
             )
         ],
     )
+    @observed
     def unified_events_asset(
         context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ):

@@ -15,9 +15,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
-    AssetKey,
     AssetOut,
-    AssetRecordsFilter,
     AssetsDefinition,
     MetadataValue,
     Output,
@@ -27,7 +25,7 @@ from dagster import (
 )
 
 from rlx_assets.defs import check_names
-from rlx_assets.defs.metadata import markdown_table
+from rlx_assets.defs.metadata import markdown_table, recorded_metadata
 from rlx_assets.engine.fidelity import FidelityReport, FidelityThresholds, compare_day_batches
 from rlx_assets.engine.golden import concat_samples, parse_golden
 from rlx_assets.engine.microstructure import BOOK_BATCH_ROWS, microstructure_metrics_batches
@@ -42,6 +40,7 @@ from rlx_assets.plots import (
 from rlx_assets.resources.golden import GoldenResource
 from rlx_assets.resources.io_manager import ParquetIOManager
 from rlx_assets.resources.quality import QualityResource
+from rlx_assets.resources.telemetry import observed
 
 TIMES = ["origin_time", "received_time"]
 BOOK_FIGURES = [
@@ -81,20 +80,6 @@ REPORT_COLUMNS = [
 ]
 NO_GOLDEN_SAMPLE = "NO_GOLDEN_SAMPLE"
 RAW_COUNTS = ["precision_loss_warnings", "duplicates_dropped", "rows_quarantined"]
-
-
-def recorded_metadata(context: AssetExecutionContext, asset_name: str) -> dict[str, object]:
-    """The latest materialization metadata of an asset's partition (this run's, when it ran)."""
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(
-            asset_key=AssetKey(asset_name), asset_partitions=[context.partition_key]
-        ),
-        limit=1,
-    ).records
-    if not records:
-        return {}
-    materialization = records[0].asset_materialization
-    return {key: value.value for key, value in materialization.metadata.items()}
 
 
 def _timeseries(times, values, title: str) -> MetadataValue:
@@ -170,6 +155,7 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
         # Streamed from storage in batches, not loaded as inputs.
         deps=["raw_trades", "raw_book_snapshots", "raw_book_deltas", "reconstructed_book"],
     )
+    @observed
     def validation_report(
         context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ) -> Output[pa.Table]:
@@ -244,11 +230,12 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
                     "The reconstructed book and trades against the golden sample of the same "
                     "window: top-of-book agreement with the exchange's own best bid/ask stream, "
                     "best bid/ask RMSE, KS and Anderson-Darling tests on trade size, "
-                    "inter-arrival time and spread, and a PASS/FAIL verdict. Days without a "
+                    "inter-arrival time and spread, and a PASS/FAIL verdict. Windows the "
+                    "capture recorded as gaps are left out and reported. Days without a "
                     "golden sample say so; their checks are skipped."
                 ),
                 kinds={"parquet"},
-                code_version="1",
+                code_version="2",
             )
         },
         # Read in batches from storage (only with a golden sample), not loaded as inputs.
@@ -270,6 +257,7 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
         # Checks not yielded (no golden sample) are skipped, not failed.
         can_subset=True,
     )
+    @observed
     def fidelity(
         context: AssetExecutionContext,
         golden: GoldenResource,
@@ -364,6 +352,7 @@ def build_microstructure_assets(partitions_def) -> list[AssetsDefinition]:
         # Streamed from storage in batches, not loaded as inputs.
         deps=["reconstructed_book", "raw_book_deltas", "raw_trades"],
     )
+    @observed
     def microstructure(
         context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ) -> Output[pa.Table]:
@@ -384,6 +373,7 @@ def build_microstructure_assets(partitions_def) -> list[AssetsDefinition]:
                 "dagster/row_count": per_minute.num_rows,
                 **{k: v for k, v in result.summary.items() if isinstance(v, (int, float))},
                 "update_frequency_by_level": markdown_table(levels, limit=len(levels)),
+                "update_frequency_by_level_rows": MetadataValue.json(levels),  # for telemetry
                 "spread_over_time": _timeseries(
                     per_minute["minute_start"],
                     per_minute["spread_bps_mean"],

@@ -23,7 +23,7 @@ from dagster import (
 
 from rlx_assets.background import WriteBehind, read_ahead
 from rlx_assets.defs import check_names
-from rlx_assets.defs.metadata import markdown_table
+from rlx_assets.defs.metadata import markdown_table, recorded_metadata
 from rlx_assets.engine.quality import (
     OriginTimeCompleteness,
     clock_skew_ms_batches,
@@ -33,11 +33,12 @@ from rlx_assets.engine.raw import RawAccount, Source, clean_partition, row_group
 from rlx_assets.engine.runs import Run
 from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES
 from rlx_assets.lake.source import SourceFile, SourceReader
-from rlx_assets.partitions import day_and_symbol
+from rlx_assets.partitions import day_and_symbol, partition_key
 from rlx_assets.resources.io_manager import ParquetIOManager
 from rlx_assets.resources.lake import LakeResource
 from rlx_assets.resources.quality import QualityResource
 from rlx_assets.resources.spill import DiskRuns
+from rlx_assets.resources.telemetry import observed
 
 ONE_DAY = dt.timedelta(days=1)
 READ_BATCH_ROWS = 1_000_000  # rows decoded at a time, from the lake and from storage
@@ -122,6 +123,21 @@ def build_raw_asset(
                 description="received_time - origin_time: max(|p1|, |p99|) in ms.",
             ),
             check_names.partitioned_check(
+                check_names.ROWS_QUARANTINED_WITHIN_LIMIT,
+                partitions_def=partitions_def,
+                asset=name,
+                description="Share of the day's rows quarantined (bad values, times far from "
+                "their dt, ...): a day that loses more of its rows fails.",
+            ),
+            check_names.partitioned_check(
+                check_names.GRID_STABLE,
+                partitions_def=partitions_def,
+                asset=name,
+                description="The day's values need no finer price or size grid than the one "
+                "used (from settings, else the previous day's): a tick change is reported, "
+                "not absorbed.",
+            ),
+            check_names.partitioned_check(
                 check_names.NO_PRECISION_LOSS,
                 partitions_def=partitions_def,
                 asset=name,
@@ -129,6 +145,7 @@ def build_raw_asset(
             ),
         ],
     )
+    @observed
     def _raw(
         context: AssetExecutionContext,
         lake: LakeResource,
@@ -136,6 +153,7 @@ def build_raw_asset(
         io_manager: ResourceParam[ParquetIOManager],
     ):
         day, symbol = day_and_symbol(context.partition_key)
+        grids, grid_source = _grids(context, lake, name, day, symbol)
         lake_source = lake.open()
         readers: dict[dt.date, list[SourceReader]] = {}
         try:
@@ -171,7 +189,7 @@ def build_raw_asset(
                     store,
                     lambda table: behind.submit(writer.write, table),
                     quarantined.write,
-                    *lake.grid_exponents(symbol),
+                    *grids,
                     chunk_rows=read_batch_rows(table_name),
                     inspect_kept=lambda run: figures.update(_time_figures(table_name, run, day)),
                 )
@@ -203,8 +221,14 @@ def build_raw_asset(
         figures["precision_loss_share"] = account.precision_loss_warnings / max(
             1, account.values_on_grid_checked
         )
+        figures["quarantined_share"] = account.rows_quarantined / max(
+            1, account.rows_kept + account.rows_quarantined
+        )
         metadata = {
             **_metadata(account, files, bytes_read, missing, preview),
+            "grid_source": grid_source,
+            "price_step_inferred": f"1e{account.inferred_price_step_exponent}",
+            "size_step_inferred": f"1e{account.inferred_size_step_exponent}",
             "content_sha256": writer.sha256,
             "path": MetadataValue.path(writer.location),
             "bytes": writer.size,
@@ -213,9 +237,25 @@ def build_raw_asset(
         if quarantine_path:
             metadata["quarantine_path"] = MetadataValue.path(quarantine_path)
         yield Output(None, metadata=metadata)
-        yield from _checks(figures, quality)
+        yield from _checks(figures, account, quality)
 
     return _raw
+
+
+def _grids(
+    context: AssetExecutionContext, lake: LakeResource, name: str, day: dt.date, symbol: str
+) -> tuple[tuple[int | None, int | None], str]:
+    """The price and size step exponents to use, and where they come from: settings, else the
+    previous day's (a symbol's grid stays put from day to day; a change shows in the
+    `grid_stable` check), else (None, None): inferred from the day's values."""
+    grids = lake.grid_exponents(symbol)
+    if grids != (None, None):
+        return grids, "settings"
+    previous = recorded_metadata(context, name, partition_key(day - ONE_DAY, symbol))
+    steps = [previous.get("price_step"), previous.get("size_step")]
+    if all(isinstance(step, str) and step.startswith("1e") for step in steps):
+        return (int(steps[0][2:]), int(steps[1][2:])), "previous_day"
+    return (None, None), "inferred"
 
 
 def _publish_quarantine(
@@ -269,7 +309,7 @@ def _time_figures(table_name: str, kept: Run, day: dt.date) -> dict[str, object]
     }
 
 
-def _checks(figures: dict[str, object], quality: QualityResource):
+def _checks(figures: dict[str, object], account: RawAccount, quality: QualityResource):
     invalid = float(figures["origin_time_invalid_share"])
     yield AssetCheckResult(
         check_name=check_names.ORIGIN_TIME_COMPLETE,
@@ -295,6 +335,39 @@ def _checks(figures: dict[str, object], quality: QualityResource):
             "clock_skew_excess_ms": excess,
             "threshold_ms": quality.max_clock_skew_ms,
             **{k: v for k, v in figures.items() if k.startswith("clock_skew_") and v is not None},
+        },
+    )
+    quarantined = float(figures["quarantined_share"])
+    yield AssetCheckResult(
+        check_name=check_names.ROWS_QUARANTINED_WITHIN_LIMIT,
+        passed=quarantined <= quality.max_quarantined_share,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "quarantined_share": quarantined,
+            "threshold": quality.max_quarantined_share,
+            "rows_quarantined": account.rows_quarantined,
+            "rows_kept": account.rows_kept,
+            "quarantine_reasons": MetadataValue.json(dict(sorted(account.quarantined.items()))),
+        },
+    )
+    finer = {
+        grid: (inferred, used)
+        for grid, inferred, used in (
+            ("price", account.inferred_price_step_exponent, account.price_step_exponent),
+            ("size", account.inferred_size_step_exponent, account.size_step_exponent),
+        )
+        if inferred < used
+    }
+    yield AssetCheckResult(
+        check_name=check_names.GRID_STABLE,
+        passed=not finer,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "price_step": f"1e{account.price_step_exponent}",
+            "price_step_inferred": f"1e{account.inferred_price_step_exponent}",
+            "size_step": f"1e{account.size_step_exponent}",
+            "size_step_inferred": f"1e{account.inferred_size_step_exponent}",
+            "grids_needing_finer_step": MetadataValue.json(sorted(finer)),
         },
     )
     share = float(figures["precision_loss_share"])
