@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from rlx_assets.paths import check_path_component
+
 
 class RlxSettings(BaseSettings):
     """Every knob of the platform. Secrets are `SecretStr` so they never print."""
@@ -39,6 +41,16 @@ class RlxSettings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_anon: bool = False
     s3_region: str | None = None
+    # Attempts per S3 request, the first included (botocore's own retries, with exponential
+    # backoff and jitter): throttling (503 SlowDown), 5xx answers, dropped connections.
+    s3_max_attempts: int = Field(default=5, ge=1, le=20)
+    # "standard" backs off each request; "adaptive" also slows the client down while throttled.
+    s3_retry_mode: Literal["standard", "adaptive"] = "standard"
+    # Whole lake files downloaded from object stores are kept here, keyed by ETag, so a file is
+    # not downloaded again while it is unchanged; the least recently used go beyond the limit
+    # (0 turns the cache off).
+    lake_cache_dir: str = "data/lake-cache"
+    lake_cache_max_mb: int = Field(default=10_240, ge=0)
 
     # Telemetry: OTLP-JSON lines under metrics_dir for every asset step (off: nothing at all).
     telemetry_enabled: bool = True
@@ -108,7 +120,15 @@ class RlxSettings(BaseSettings):
     def _symbols_present(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("RLX_SYMBOLS must name at least one symbol")
+        for symbol in value:
+            # Each symbol becomes a folder name (symbol=<SYMBOL>) under the storage and the lake.
+            check_path_component("RLX_SYMBOLS", symbol)
         return value
+
+    @field_validator("exchange")
+    @classmethod
+    def _exchange_is_a_folder_name(cls, value: str) -> str:
+        return check_path_component("RLX_EXCHANGE", value)
 
 
 @lru_cache(maxsize=1)

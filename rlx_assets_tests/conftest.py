@@ -16,13 +16,15 @@ FIXTURE_DAYS = (dt.date(2024, 8, 8), dt.date(2024, 8, 9))
 
 
 @pytest.fixture(autouse=True)
-def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No RLX_ variable of the developer's shell leaks into a test."""
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
+    """No RLX_ variable of the developer's shell leaks into a test; a remote lake's local cache
+    is the test's own."""
     import os
 
     for name in list(os.environ):
         if name.startswith("RLX_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("RLX_LAKE_CACHE_DIR", str(tmp_path_factory.mktemp("lake-cache")))
     get_settings.cache_clear()
 
 

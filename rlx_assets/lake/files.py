@@ -4,6 +4,13 @@
 
 Each file's bytes are read once; the SHA-256 and the Parquet table both come from those bytes, so
 the recorded provenance proves exactly what was normalized.
+
+Faults of an object store are handled in layers. Each S3 request is retried by botocore itself
+(throttling and 5xx, with backoff; `lake.open.s3_storage_options`), and a response cut midway is
+fetched again by s3fs. What no library checks is the downloaded file as a whole: its size must
+be the object's and, where the ETag is the MD5 of the bytes (single-part uploads), its MD5 the
+ETag; a file that fails is downloaded again, a few times, then reported. Whole files are kept in
+a local cache keyed by ETag (`lake.cache`), so an unchanged file is not downloaded again.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +34,9 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from rlx_assets.lake import schema
+from rlx_assets.lake.cache import CachedFile, LakeCache
 from rlx_assets.lake.source import ColumnRange, DayFiles, RowGroup, SourceFile
+from rlx_assets.paths import check_path_component
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,11 @@ _S3_ERRORS = {
     "PermanentRedirect": "the bucket lives in another region (set RLX_S3_REGION)",
     "AuthorizationHeaderMalformed": "wrong region for this bucket (set RLX_S3_REGION)",
     "PreconditionFailed": "the object changed while it was being read; run again",
+    "SlowDown": "S3 kept throttling the requests (SlowDown) through every retry"
+    " (RLX_S3_MAX_ATTEMPTS)",
+    "InternalError": "S3 kept failing (InternalError) through every retry (RLX_S3_MAX_ATTEMPTS)",
+    "ServiceUnavailable": "S3 kept answering ServiceUnavailable through every retry"
+    " (RLX_S3_MAX_ATTEMPTS)",
     "NoSuchKey": "the object disappeared while it was being read",
     "403": _DENIED,
     "404": "not found",
@@ -77,9 +92,15 @@ class FileLake:
 
     `storage_options` go to fsspec as they are (for S3 see `lake.open.s3_storage_options`). They
     may hold secrets: only the filesystem object keeps them, and the repr shows the URL alone.
+    `cache` keeps whole files of a remote lake on local disk (unused for a local folder).
     """
 
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        storage_options: dict[str, Any] | None = None,
+        cache: LakeCache | None = None,
+    ) -> None:
         _refuse_credentials_in(url)
         options = dict(storage_options or {})
         protocol, _ = fsspec.core.split_protocol(url)
@@ -93,6 +114,7 @@ class FileLake:
         if not self.root:
             raise ValueError(f"{url}: the lake URL names no bucket or folder")
         self.url: str = self.fs.unstrip_protocol(self.root)
+        self.cache = None if isinstance(self.fs, LocalFileSystem) else cache
         self._root_present = False
 
     def __repr__(self) -> str:
@@ -119,8 +141,10 @@ class FileLake:
         folder = self._day_folder(table, exchange, symbol, day)
         readers: list[ParquetSource] = []
         try:
-            for path in self._list_parquet(folder):
-                readers.append(ParquetSource(self.fs, path, table, whole))
+            for listed in self._list_parquet(folder):
+                readers.append(
+                    ParquetSource(self.fs, listed["name"], table, whole, listed, self.cache)
+                )
         except BaseException:
             for reader in readers:
                 reader.close()
@@ -132,13 +156,16 @@ class FileLake:
             raise schema.SourceSchemaError(
                 f"{self.url}: unknown table {table!r} (expected one of {schema.TABLES})"
             )
-        for what, value in (("exchange", exchange), ("symbol", symbol)):
+        try:
             # These become path segments; a slash or dot-dot would read some other folder.
-            if not value or "/" in value or value in (".", ".."):
-                raise ValueError(f"{self.url}: invalid {what} {value!r}")
+            check_path_component("exchange", exchange)
+            check_path_component("symbol", symbol)
+        except ValueError as error:
+            raise ValueError(f"{self.url}: invalid {error}") from None
         return f"{self.root}/{table}/exchange={exchange}/symbol={symbol}/dt={day:%Y-%m-%d}"
 
-    def _list_parquet(self, folder: str) -> list[str]:
+    def _list_parquet(self, folder: str) -> list[dict[str, Any]]:
+        """The folder's Parquet files as the store lists them (name, size and, on S3, ETag)."""
         with _access(self.fs.unstrip_protocol(folder)):
             try:
                 entries = self.fs.ls(folder, detail=True)
@@ -148,12 +175,12 @@ class FileLake:
                 # A missing day is normal (a neighbouring day may not exist); a missing lake is not.
                 self._require_root()
                 return []
-        names = [
-            entry["name"]
+        found = [
+            entry
             for entry in entries
             if entry.get("type") == "file" and entry["name"].endswith(".parquet")
         ]
-        return sorted(names)
+        return sorted(found, key=lambda entry: entry["name"])
 
     def _require_root(self) -> None:
         """Raise if nothing is stored at the lake root: a mistyped URL must not read as no data."""
@@ -181,36 +208,53 @@ _BLOCK = 8 << 20
 class ParquetSource:
     """One lake file: read whole (and hashed) or row group by row group.
 
-    A whole file on an object store is downloaded once to a local temporary file while it is
-    hashed, then read from there, so the SHA-256 proves exactly the bytes normalized. A file read
-    in part is not hashed: its ETag and size identify it, and `bytes_read` says what was read.
+    A whole file on an object store is downloaded once to a local file while it is hashed (into
+    the cache when there is one), checked against the object's size and ETag, then read from
+    there, so the SHA-256 proves exactly the bytes normalized. A file read in part is read from
+    the cache when a copy of that version is there, else by ranges from the store; it is not
+    hashed: its ETag and size identify it, and `bytes_read` says what was read.
     """
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, table: str, whole: bool) -> None:
+    def __init__(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        table: str,
+        whole: bool,
+        listed: dict[str, Any] | None = None,
+        cache: LakeCache | None = None,
+    ) -> None:
         self.uri = fs.unstrip_protocol(path)
         self.table = table
         self.whole = whole
+        self.from_cache = False  # read from the local cache: nothing downloaded
         self._temporary: str | None = None
         self._sha256: str | None = None
         self._etag: str | None = None
         self._bytes = 0
-        local = isinstance(fs, LocalFileSystem)
+        listed = listed or {}
         with _access(self.uri):
-            if whole:
-                source = path if local else self._download(fs, path)
-                self.size = os.path.getsize(source)
-                if local:
-                    self._sha256 = _file_sha256(source)
-                self._bytes = self.size
-                self._handle = pa.OSFile(source)
-            elif local:
+            if isinstance(fs, LocalFileSystem):
                 self.size = os.path.getsize(path)
+                if whole:
+                    self._sha256 = _file_sha256(path)
                 self._handle = pa.OSFile(path)
+            elif (cached := _cached(cache, self.uri, listed)) is not None:
+                self.from_cache = True
+                self.size = cached.size
+                self._etag = _clean_etag(listed.get("ETag"))
+                if whole:
+                    self._sha256 = cached.sha256
+                self._handle = cached.handle
+            elif whole:
+                self._handle = self._download(fs, path, listed, cache)
             else:
                 # Small blocks: reading a few row groups must not pull the whole object.
                 self._handle = fs.open(path, "rb", block_size=1 << 20)
                 self.size = self._handle.size
                 self._etag = _etag_of(self._handle)
+        if whole:
+            self._bytes = self.size
         try:
             self._parquet = pq.ParquetFile(self._handle, pre_buffer=False)
         except (pa.ArrowException, OSError) as error:
@@ -223,21 +267,32 @@ class ParquetSource:
             self._bytes += metadata.serialized_size + 8  # the footer and its length and magic
         self.row_groups = [_row_group(metadata, index) for index in range(metadata.num_row_groups)]
 
-    def _download(self, fs: fsspec.AbstractFileSystem, path: str) -> str:
-        digest = hashlib.sha256()
+    def _download(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        listed: dict[str, Any],
+        cache: LakeCache | None,
+    ) -> pa.OSFile:
+        """The whole object, verified, in the cache (or a temporary file); opened for reading."""
+        size = listed.get("size")
+        if cache is not None and isinstance(size, int) and cache.fits(size):
+            with cache.staging_file() as staged:
+                self._etag, self._sha256, self.size = _download_verified(fs, path, self.uri, staged)
+                # Opened before the move: the handle stays valid whatever happens to the entry.
+                handle = pa.OSFile(str(staged))
+                if self._etag is not None:
+                    cache.add(staged, self.uri, self._etag, self.size, self._sha256)
+                    return handle
+                handle.close()  # no ETag, no key: read it from a temporary file instead
         with tempfile.NamedTemporaryFile(
             prefix="rlx-lake-", suffix=".parquet", delete=False
         ) as out:
             self._temporary = out.name
-            # s3fs captures the object's info at open and reads with If-Match on its ETag, so
-            # this ETag belongs to exactly these bytes.
-            with fs.open(path, "rb", block_size=_BLOCK) as handle:
-                self._etag = _etag_of(handle)
-                while block := handle.read(_BLOCK):
-                    digest.update(block)
-                    out.write(block)
-        self._sha256 = digest.hexdigest()
-        return self._temporary
+        self._etag, self._sha256, self.size = _download_verified(
+            fs, path, self.uri, Path(self._temporary)
+        )
+        return pa.OSFile(self._temporary)
 
     @property
     def bytes_read(self) -> int:
@@ -275,10 +330,74 @@ class ParquetSource:
             self._temporary = None
 
 
+DOWNLOAD_ATTEMPTS = 3
+
+
+def _download_verified(
+    fs: fsspec.AbstractFileSystem, path: str, uri: str, target: Path
+) -> tuple[str | None, str, int]:
+    """Download `path` into `target` and check it whole: (ETag, SHA-256, size).
+
+    Each request is already retried (botocore, s3fs); this catches what they cannot see, a file
+    shorter than the object or bytes that are not the ETag's. Such a download is tried again
+    from the start; the third failure is an error naming the file and what did not match.
+    """
+    problem = ""
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        sha256 = hashlib.sha256()
+        written = 0
+        # s3fs captures the object's info at open and reads with If-Match on its ETag, so this
+        # ETag and size belong to exactly the bytes read.
+        with open(target, "wb") as out, fs.open(path, "rb", block_size=_BLOCK) as handle:
+            etag = _etag_of(handle)
+            expected = int(handle.size)
+            md5 = hashlib.md5(usedforsecurity=False) if _is_md5(etag) else None
+            while block := handle.read(_BLOCK):
+                sha256.update(block)
+                if md5 is not None:
+                    md5.update(block)
+                out.write(block)
+                written += len(block)
+        if written != expected:
+            problem = f"download incomplete: {written} of {expected} bytes"
+        elif md5 is not None and md5.hexdigest() != etag:
+            problem = "downloaded bytes do not match the object's ETag (MD5)"
+        else:
+            log.debug("%s: downloaded %d bytes, ETag %s", uri, written, etag)
+            return etag, sha256.hexdigest(), written
+        if attempt < DOWNLOAD_ATTEMPTS:
+            log.warning(
+                "%s: %s; downloading it again (%d of %d)",
+                uri,
+                problem,
+                attempt + 1,
+                DOWNLOAD_ATTEMPTS,
+            )
+    raise LakeAccessError(f"{uri}: {problem}, {DOWNLOAD_ATTEMPTS} downloads in a row")
+
+
+def _is_md5(etag: str | None) -> bool:
+    """A single-part upload's ETag is the MD5 of its bytes; a multipart one ends in -<parts>."""
+    return etag is not None and len(etag) == 32 and all(c in "0123456789abcdef" for c in etag)
+
+
+def _cached(cache: LakeCache | None, uri: str, listed: dict[str, Any]) -> CachedFile | None:
+    etag, size = _clean_etag(listed.get("ETag")), listed.get("size")
+    if cache is None or etag is None or not isinstance(size, int):
+        return None
+    cached = cache.open(uri, etag, size)
+    if cached is not None:
+        log.debug("%s: read from the lake cache (ETag %s)", uri, etag)
+    return cached
+
+
+def _clean_etag(etag: object) -> str | None:
+    return etag.strip('"') if isinstance(etag, str) and etag else None
+
+
 def _etag_of(handle: object) -> str | None:
     details = getattr(handle, "details", None) or {}
-    etag = details.get("ETag") or None
-    return etag.strip('"') if etag else None
+    return _clean_etag(details.get("ETag"))
 
 
 def _file_sha256(path: str) -> str:

@@ -28,7 +28,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -55,6 +54,7 @@ from fsspec.utils import get_protocol
 from pydantic import Field
 
 from rlx_assets.lake.open import s3_options
+from rlx_assets.paths import PRIVATE_FILE_MODE, check_path_component, make_private_dirs
 
 PART_FILE = "part-0.parquet"
 STAGING_DIR = ".staging"  # under base_url; never inside an asset folder
@@ -120,8 +120,6 @@ def _value_width(kind: pa.DataType) -> int:
         return 32
 
 
-# Path components become folder names and glob patterns: keep them plain.
-_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _S3_PROTOCOLS = {"s3", "s3a"}
 
 
@@ -222,7 +220,7 @@ class ParquetIOManager(ConfigurableIOManager):
         path = f"{root}/{relpath}"
         local = isinstance(fs, LocalFileSystem)
         staging = f"{root}/{STAGING_DIR}" if local else tempfile.mkdtemp(prefix="rlx-")
-        os.makedirs(staging, exist_ok=True)
+        make_private_dirs(staging)
         tmp = f"{staging}/{relpath.replace('/', '__')}.{uuid.uuid4().hex}.tmp"
         writer = PartitionWriter(tmp, self.compression)
         try:
@@ -230,7 +228,8 @@ class ParquetIOManager(ConfigurableIOManager):
             writer.close()
             if local:
                 parent = path.rsplit("/", 1)[0]
-                fs.makedirs(parent, exist_ok=True)
+                make_private_dirs(parent)
+                os.chmod(tmp, PRIVATE_FILE_MODE)
                 os.replace(tmp, path)
                 _fsync_dir(parent)
             else:
@@ -252,13 +251,18 @@ class ParquetIOManager(ConfigurableIOManager):
         if not isinstance(fs, LocalFileSystem):
             return None
         relpath = _partition_relpath(folder, self.exchange, symbol, date).rsplit("/", 1)[0]
-        return Path(root) / CHECKPOINT_DIR / relpath
+        checkpoints = Path(root) / CHECKPOINT_DIR / relpath
+        make_private_dirs(checkpoints)  # created here, so owner-only like the rest of the tree
+        return checkpoints
 
     def spill_parent(self) -> str | None:
         """Where a step may sort out of core: beside local storage (same disk, ignored by
         readers like the staging folder); the system's temporary folder for object stores."""
         fs, root = self._filesystem()
-        return f"{root}/{SPILL_DIR}" if isinstance(fs, LocalFileSystem) else None
+        if not isinstance(fs, LocalFileSystem):
+            return None
+        make_private_dirs(f"{root}/{SPILL_DIR}")
+        return f"{root}/{SPILL_DIR}"
 
     def remove_partition(self, folder: str, symbol: str, date: str | dt.date) -> None:
         """Remove what `write_partition` wrote there, if anything (a re-run found nothing)."""
@@ -333,11 +337,19 @@ def _asset_name(context: InputContext | OutputContext) -> str:
 
 
 def _partition_relpath(asset_name: str, exchange: str, symbol: str, date: str | dt.date) -> str:
-    day = date.isoformat() if isinstance(date, dt.date) else dt.date.fromisoformat(date).isoformat()
-    for label, value in (("exchange", exchange), ("symbol", symbol)):
-        if not _COMPONENT.match(value):
-            raise ValueError(f"{label} {value!r} cannot be a folder name (letters, digits, . _ -)")
-    return f"{asset_name}/exchange={exchange}/symbol={symbol}/dt={day}/{PART_FILE}"
+    """The partition's path below the storage root; every part of it is checked, so no setting
+    or partition key can name a place outside the root."""
+    if isinstance(date, dt.datetime) or not isinstance(date, (dt.date, str)):
+        raise ValueError(f"date {date!r} is not a day (YYYY-MM-DD)")
+    try:
+        day = date if isinstance(date, dt.date) else dt.date.fromisoformat(date)
+    except ValueError:
+        raise ValueError(f"date {date!r} is not a day (YYYY-MM-DD)") from None
+    for segment in asset_name.split("/"):
+        check_path_component("asset folder", segment)
+    check_path_component("exchange", exchange)
+    check_path_component("symbol", symbol)
+    return f"{asset_name}/exchange={exchange}/symbol={symbol}/dt={day.isoformat()}/{PART_FILE}"
 
 
 def _symbol_and_date(
@@ -461,13 +473,14 @@ def _publish_local(
     path = f"{root}/{relpath}"
     parent = path.rsplit("/", 1)[0]
     staging_dir = f"{root}/{STAGING_DIR}"
-    fs.makedirs(parent, exist_ok=True)
-    fs.makedirs(staging_dir, exist_ok=True)
+    make_private_dirs(parent)
+    make_private_dirs(staging_dir)
     # The name says what it was for (useful when a crash leaves one); the uuid keeps concurrent
     # writers apart. It ends in ".tmp" so no "*.parquet" glob over base_url matches it either.
     tmp = f"{staging_dir}/{relpath.replace('/', '__')}.{uuid.uuid4().hex}.tmp"
     try:
-        with open(tmp, "wb") as f:
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+        with os.fdopen(descriptor, "wb") as f:
             _write_parquet(table, f, compression)
             f.flush()
             os.fsync(f.fileno())

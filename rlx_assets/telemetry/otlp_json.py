@@ -21,6 +21,8 @@ from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk.metrics.export import Metric, MetricsData
 
+from rlx_assets.paths import PRIVATE_FILE_MODE, make_private_dirs
+
 FILE_PREFIX = "rlx-metrics-"
 _HEX_ID_FIELDS = ("traceId", "spanId")
 
@@ -70,11 +72,11 @@ class MetricsFile:
 
     def append(self, line: str, now: dt.datetime | None = None) -> Path:
         path = self.path(now or dt.datetime.now(dt.timezone.utc))
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.folder)
         data = (line + "\n").encode()
         # One write to a file opened for appending: lines of runs writing at the same time
         # never interleave.
-        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE)
         try:
             written = os.write(descriptor, data)
             while written < len(data):  # only a full disk or a signal stops a write short

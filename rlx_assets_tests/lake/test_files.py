@@ -209,9 +209,11 @@ def test_credentials_in_the_url_are_refused_without_echoing_them() -> None:
 
 def test_s3_storage_options_from_settings(aws_env: None) -> None:
     settings = RlxSettings(s3_endpoint_url="http://127.0.0.1:9", s3_region="eu-west-1")
+    retries = {"retries": {"mode": "standard", "total_max_attempts": 5}}
     assert s3_storage_options(settings) == {
         "anon": False,
         "use_listings_cache": False,
+        "config_kwargs": retries,
         "client_kwargs": {"endpoint_url": "http://127.0.0.1:9", "region_name": "eu-west-1"},
         "key": ACCESS_KEY_ID,
         "secret": SECRET_ACCESS_KEY,
@@ -220,6 +222,11 @@ def test_s3_storage_options_from_settings(aws_env: None) -> None:
     assert s3_storage_options(RlxSettings(s3_anon=True)) == {
         "anon": True,
         "use_listings_cache": False,
+        "config_kwargs": retries,
+    }
+    adaptive = RlxSettings(s3_retry_mode="adaptive", s3_max_attempts=8)
+    assert s3_storage_options(adaptive)["config_kwargs"] == {
+        "retries": {"mode": "adaptive", "total_max_attempts": 8}
     }
 
 
