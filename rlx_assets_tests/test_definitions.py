@@ -22,6 +22,7 @@ RAW_CHECKS = (
     "clock_skew_within_limit",
     "no_precision_loss",
     "rows_quarantined_within_limit",
+    "day_has_rows",
 )
 EXPECTED_CHECKS = {
     *((raw, check) for raw in list(EXPECTED_GROUPS)[:3] for check in RAW_CHECKS),
