@@ -23,6 +23,7 @@ RAW_CHECKS = (
     "no_precision_loss",
     "rows_quarantined_within_limit",
     "grid_stable",
+    "day_has_rows",
 )
 EXPECTED_CHECKS = {
     *((raw, check) for raw in list(EXPECTED_GROUPS)[:3] for check in RAW_CHECKS),

@@ -143,13 +143,31 @@ class FileLake:
         try:
             for listed in self._list_parquet(folder):
                 readers.append(
-                    ParquetSource(self.fs, listed["name"], table, whole, listed, self.cache)
+                    ParquetSource(self.fs, listed["name"], table, whole, listed, self.cache, symbol)
                 )
         except BaseException:
             for reader in readers:
                 reader.close()
             raise
         return readers
+
+    def typical_prices(self, table: str, exchange: str, symbol: str, day: dt.date) -> list[float]:
+        """Each file's typical price in the day's `dt=` folder (footers and a column or two of a
+        row group read, not the files)."""
+        prices = []
+        folder = self._day_folder(table, exchange, symbol, day)
+        for listed in self._list_parquet(folder):
+            try:
+                reader = ParquetSource(self.fs, listed["name"], table, False, listed, self.cache)
+                try:
+                    price = reader.typical_price()
+                finally:
+                    reader.close()
+            except schema.SourceSchemaError:
+                continue  # an unreadable file is its own table's error, reported there
+            if price is not None:
+                prices.append(price)
+        return prices
 
     def _day_folder(self, table: str, exchange: str, symbol: str, day: dt.date) -> str:
         if table not in schema.SCHEMAS:
@@ -223,11 +241,13 @@ class ParquetSource:
         whole: bool,
         listed: dict[str, Any] | None = None,
         cache: LakeCache | None = None,
+        symbol: str | None = None,
     ) -> None:
         self.uri = fs.unstrip_protocol(path)
         self.table = table
         self.whole = whole
         self.from_cache = False  # read from the local cache: nothing downloaded
+        self.symbol = symbol
         self._temporary: str | None = None
         self._sha256: str | None = None
         self._etag: str | None = None
@@ -266,6 +286,37 @@ class ParquetSource:
         if not whole:
             self._bytes += metadata.serialized_size + 8  # the footer and its length and magic
         self.row_groups = [_row_group(metadata, index) for index in range(metadata.num_row_groups)]
+        self.columns = schema.canonical_names(self._parquet.schema_arrow.names)
+
+    def typical_price(self) -> float | None:
+        """The median price of the file's first row group with prices (one or two columns
+        read): where the file's instrument trades, robust to a few bad values."""
+        names = [
+            name
+            for name in schema.PRICE_COLUMNS[self.table]
+            if name in self._parquet.schema_arrow.names
+            and pa.types.is_floating(self._parquet.schema_arrow.field(name).type)
+        ]
+        if not names:
+            return None
+        for index, group in enumerate(self.row_groups):
+            if not group.rows:
+                continue
+            with _access(self.uri):
+                try:
+                    table = self._parquet.read_row_group(index, columns=names)
+                except pa.ArrowException as error:
+                    raise schema.SourceSchemaError(
+                        f"{self.uri}: not a readable Parquet file ({error})"
+                    ) from error
+            if not self.whole:
+                self._bytes += sum(
+                    self._parquet.metadata.row_group(index).column(position).total_compressed_size
+                    for position in range(self._parquet.metadata.num_columns)
+                    if self._parquet.metadata.schema.column(position).name in names
+                )
+            return schema.median_price(table)
+        return None
 
     def _download(
         self,
@@ -319,7 +370,9 @@ class ParquetSource:
                     ) from error
             if batch is None:
                 return
-            yield schema.normalize_table(self.table, pa.Table.from_batches([batch]), self.uri)
+            yield schema.normalize_table(
+                self.table, pa.Table.from_batches([batch]), self.uri, self.symbol
+            )
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

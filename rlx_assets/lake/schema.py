@@ -6,6 +6,7 @@ sizes exactly as the vendor ships them (exact decimals come later, through the i
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -72,6 +73,44 @@ class SourceSchemaError(ValueError):
     """A source file whose columns cannot be read as the table they claim to be."""
 
 
+SYMBOL_COLUMN = "symbol"  # not part of the tables; some exports carry it, and then it must agree
+
+
+def canonical_names(names: list[str]) -> list[str]:
+    """A file's column names with the raw spellings renamed, as `normalize_table` renames them."""
+    present = set(names)
+    return [
+        RAW_SPELLINGS[name]
+        if name in RAW_SPELLINGS and RAW_SPELLINGS[name] not in present
+        else name
+        for name in names
+    ]
+
+
+def symbol_key(symbol: str) -> str:
+    """A symbol compared across spellings: "BTC-USDT", "BTC/USDT" and "btcusdt" are one."""
+    return "".join(character for character in symbol.upper() if character.isalnum())
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+
+
+def _require_symbol(table: pa.Table, symbol: str, source: str) -> None:
+    """A file filed under a symbol that says, in its own `symbol` column, it holds another."""
+    found = [
+        str(value)
+        for value in pc.unique(table.column(SYMBOL_COLUMN).cast(pa.string())).to_pylist()
+        if value is not None
+    ]
+    others = sorted({value for value in found if symbol_key(value) != symbol_key(symbol)})
+    if others:
+        raise SourceSchemaError(
+            f"{source}: column {SYMBOL_COLUMN!r}: holds {others[:3]}, not {symbol!r}"
+            " (another symbol's file filed under this one)"
+        )
+
+
 def _to_nanoseconds(column: pa.ChunkedArray, where: str) -> pa.ChunkedArray:
     kind = column.type
     if pa.types.is_timestamp(kind):
@@ -83,20 +122,22 @@ def _to_nanoseconds(column: pa.ChunkedArray, where: str) -> pa.ChunkedArray:
     raise SourceSchemaError(f"{where}: expected int64 nanoseconds or a timestamp, found {kind}")
 
 
-def normalize_table(table_name: str, table: pa.Table, source: str) -> pa.Table:
-    """Rename raw spellings, coerce types, order columns; errors name the file and the column."""
+def normalize_table(
+    table_name: str, table: pa.Table, source: str, symbol: str | None = None
+) -> pa.Table:
+    """Rename raw spellings, coerce types, order columns; errors name the file and the column.
+
+    With `symbol`, a file that carries a `symbol` column must hold that symbol only."""
     if table_name not in SCHEMAS:
         raise SourceSchemaError(
             f"{source}: unknown table {table_name!r} (expected one of {TABLES})"
         )
     target = SCHEMAS[table_name]
-    renames = {
-        raw: canonical
-        for raw, canonical in RAW_SPELLINGS.items()
-        if raw in table.column_names and canonical not in table.column_names
-    }
-    if renames:
-        table = table.rename_columns([renames.get(name, name) for name in table.column_names])
+    if symbol is not None and SYMBOL_COLUMN in table.column_names:
+        _require_symbol(table, symbol, source)
+    canonical = canonical_names(table.column_names)
+    if canonical != table.column_names:
+        table = table.rename_columns(canonical)
 
     missing = [field.name for field in target if field.name not in table.column_names]
     if table_name == BOOK:
@@ -105,9 +146,16 @@ def normalize_table(table_name: str, table: pa.Table, source: str) -> pa.Table:
     else:
         required = missing
     if required:
+        # The columns the table does not know are where a renamed column shows (not all of a
+        # book's 83 names: the message stays readable).
+        unknown = [
+            name
+            for name in table.column_names
+            if name not in target.names and name != SYMBOL_COLUMN
+        ]
+        hint = f"; columns not in the table: {unknown[:8]}" if unknown else ""
         raise SourceSchemaError(
-            f"{source}: missing column(s) {required} for table {table_name!r}"
-            f" (found {table.column_names})"
+            f"{source}: missing column(s) {required} for table {table_name!r}{hint}"
         )
 
     columns = []
@@ -127,7 +175,13 @@ def normalize_table(table_name: str, table: pa.Table, source: str) -> pa.Table:
             )
             if pa.types.is_string(field.type) and textual:
                 column = column.cast(pa.string())
-            elif pa.types.is_string(field.type) or pa.types.is_boolean(field.type):
+            elif (
+                pa.types.is_string(field.type)
+                or pa.types.is_boolean(field.type)
+                or not _is_number(column.type)
+            ):
+                # Numbers written as text (or as booleans) are another file than the vendor's:
+                # refused, not parsed, so a silent change of format cannot pass.
                 raise SourceSchemaError(f"{where}: expected {field.type}, found {column.type}")
             else:
                 try:
@@ -138,6 +192,22 @@ def normalize_table(table_name: str, table: pa.Table, source: str) -> pa.Table:
                     ) from None
         columns.append(column)
     return pa.table(columns, schema=target)
+
+
+# The columns whose values tell where an instrument trades (the book's touch, not its depth).
+PRICE_COLUMNS = {TRADES: ("price",), BOOK: ("bid_0_price", "ask_0_price"), BOOK_DELTAS: ("price",)}
+
+
+def median_price(table: pa.Table) -> float | None:
+    """Median of the positive finite values of these price columns; None when there are none."""
+    values = [
+        column.to_numpy(zero_copy_only=False).astype(np.float64) for column in table.itercolumns()
+    ]
+    if not values:
+        return None
+    merged = np.concatenate(values)
+    merged = merged[np.isfinite(merged) & (merged > 0)]
+    return float(np.median(merged)) if merged.size else None
 
 
 def empty_table(table_name: str) -> pa.Table:

@@ -10,6 +10,8 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from rlx_assets.lake.schema import PRICE_COLUMNS, median_price
+
 
 @dataclass(frozen=True)
 class SourceFile:
@@ -47,6 +49,12 @@ class Lake(Protocol):
         hashed), the others row group by row group as asked. Close each reader after use."""
         ...
 
+    def typical_prices(self, table: str, exchange: str, symbol: str, day: dt.date) -> list[float]:
+        """Where each file of that folder trades (`SourceReader.typical_price`), for telling a
+        file of another instrument from the day's other tables; [] where files cannot hold
+        another instrument (the simulator's)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ColumnRange:
@@ -69,6 +77,12 @@ class SourceReader(Protocol):
 
     uri: str
     row_groups: list[RowGroup]
+    columns: list[str]  # the file's columns, raw spellings renamed to the canonical names
+
+    def typical_price(self) -> float | None:
+        """Where the file's instrument trades (a median of a sample of its prices), read
+        without reading the file; None when it holds no price."""
+        ...
 
     def provenance(self) -> SourceFile:
         """Size, ETag and (when the whole file was read) its SHA-256."""
@@ -88,12 +102,17 @@ class TableSource:
     """A file already in memory (the simulator's) as a `SourceReader`: one row group, no
     statistics, so it is always read whole."""
 
-    def __init__(self, file: SourceFile, table: pa.Table) -> None:
+    def __init__(self, file: SourceFile, table: pa.Table, table_name: str) -> None:
         self.uri = file.uri
+        self._table_name = table_name
         self._file = file
         self._table = table
         self.row_groups = [RowGroup(table.num_rows, file.size, {})]
+        self.columns = table.column_names
         self._bytes = 0
+
+    def typical_price(self) -> float | None:
+        return median_price(self._table.select(list(PRICE_COLUMNS[self._table_name])))
 
     def provenance(self) -> SourceFile:
         return self._file

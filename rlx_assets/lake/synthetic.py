@@ -689,7 +689,11 @@ class SyntheticLake:
     ) -> list[TableSource]:
         """`read_day` as readers (the simulator makes a day's rows in memory anyway)."""
         found = self.read_day(table, exchange, symbol, day)
-        return [TableSource(f, t) for f, t in zip(found.files, found.tables, strict=True)]
+        return [TableSource(f, t, table) for f, t in zip(found.files, found.tables, strict=True)]
+
+    def typical_prices(self, table: str, exchange: str, symbol: str, day: dt.date) -> list[float]:
+        """None to compare: the simulator makes each symbol's files itself."""
+        return []
 
     def _origin_tables(self, exchange: str, symbol: str, day: dt.date) -> dict[str, pa.Table]:
         """The rows of one origin day, with the lake's faults injected (before filing)."""

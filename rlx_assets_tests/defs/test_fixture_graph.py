@@ -45,7 +45,7 @@ def test_both_days_succeed_with_every_check_passing(two_days) -> None:
         assert result.success
         assert set(materializations(result)) == set(ASSETS)
         evaluations = result.get_asset_check_evaluations()
-        assert len(evaluations) == 3 * 5 + 5 + 1 + 2
+        assert len(evaluations) == 3 * 6 + 5 + 1 + 2
         assert all(evaluation.passed for evaluation in evaluations)
         # Each day's results stand on their own in the UI.
         assert {evaluation.partition for evaluation in evaluations} == {

@@ -193,7 +193,7 @@ def test_json_lines_hold_every_metric_with_the_assets_own_figures(observed) -> N
 
     results = {(p.attributes["asset"], p.attributes["check"]): p for p in run.named(m.CHECK_RESULT)}
     evaluations = run.result.get_asset_check_evaluations()
-    assert len(results) == len(evaluations) == 23
+    assert len(results) == len(evaluations) == 26
     for evaluation in evaluations:
         point = results[(evaluation.asset_key.to_user_string(), evaluation.check_name)]
         assert point.value == int(evaluation.passed)

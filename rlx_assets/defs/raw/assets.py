@@ -31,8 +31,9 @@ from rlx_assets.engine.quality import (
 )
 from rlx_assets.engine.raw import RawAccount, Source, clean_partition, row_groups_for_day
 from rlx_assets.engine.runs import Run
-from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES
-from rlx_assets.lake.source import SourceFile, SourceReader
+from rlx_assets.lake.consistency import foreign_prices, schema_drift
+from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, SCHEMAS, TABLES, TRADES, SourceSchemaError
+from rlx_assets.lake.source import Lake, SourceFile, SourceReader
 from rlx_assets.partitions import day_and_symbol, partition_key
 from rlx_assets.resources.io_manager import ParquetIOManager
 from rlx_assets.resources.lake import LakeResource
@@ -138,6 +139,13 @@ def build_raw_asset(
                 "not absorbed.",
             ),
             check_names.partitioned_check(
+                check_names.DAY_HAS_ROWS,
+                partitions_def=partitions_def,
+                asset=name,
+                description="The day's dt folder holds files of this table and the day keeps "
+                "rows (ERROR; WARN for deltas, whose absence degrades the book's strategy).",
+            ),
+            check_names.partitioned_check(
                 check_names.NO_PRECISION_LOSS,
                 partitions_def=partitions_def,
                 asset=name,
@@ -161,6 +169,9 @@ def build_raw_asset(
                 readers[filed_under] = lake_source.open_day(
                     table_name, lake.exchange, symbol, filed_under, whole=filed_under == day
                 )
+            _refuse_inconsistent_day(
+                lake_source, table_name, lake.exchange, symbol, day, readers[day]
+            )
             with (
                 DiskRuns(io_manager.spill_parent()) as store,
                 io_manager.partition_writer(name, symbol, day) as writer,
@@ -238,6 +249,9 @@ def build_raw_asset(
             metadata["quarantine_path"] = MetadataValue.path(quarantine_path)
         yield Output(None, metadata=metadata)
         yield from _checks(figures, account, quality)
+        yield _day_has_rows(
+            table_name, day, len(readers[day]), account, lake.url, lake.exchange, symbol
+        )
 
     return _raw
 
@@ -256,6 +270,59 @@ def _grids(
     if all(isinstance(step, str) and step.startswith("1e") for step in steps):
         return (int(steps[0][2:]), int(steps[1][2:])), "previous_day"
     return (None, None), "inferred"
+
+
+def _refuse_inconsistent_day(
+    lake_source: Lake,
+    table_name: str,
+    exchange: str,
+    symbol: str,
+    day: dt.date,
+    files: list[SourceReader],
+) -> None:
+    """Raise, naming the file and the column, when the day's files disagree with each other
+    (`lake.consistency`): before anything is read or written."""
+    if not files:
+        return
+    problem = schema_drift(table_name, [(file.uri, file.columns) for file in files])
+    if problem is None:
+        others: dict[str, float | None] = {}
+        for other in TABLES:
+            if other != table_name:
+                prices = lake_source.typical_prices(other, exchange, symbol, day)
+                others[other] = float(np.median(prices)) if prices else None
+        if any(price is not None for price in others.values()):
+            problem = foreign_prices(
+                table_name, [(file.uri, file.typical_price()) for file in files], others
+            )
+    if problem is not None:
+        raise SourceSchemaError(problem)
+
+
+def _day_has_rows(
+    table_name: str,
+    day: dt.date,
+    files: int,
+    account: RawAccount,
+    lake_url: str,
+    exchange: str,
+    symbol: str,
+) -> AssetCheckResult:
+    """A day without this table's files (or rows) is visible, not an empty table that passes.
+    Without deltas the day still has a book (a degraded strategy): a warning; without trades or
+    snapshots it is an error."""
+    return AssetCheckResult(
+        check_name=check_names.DAY_HAS_ROWS,
+        passed=files > 0 and account.rows_kept > 0,
+        severity=AssetCheckSeverity.WARN if table_name == BOOK_DELTAS else AssetCheckSeverity.ERROR,
+        metadata={
+            "files_under_dt": files,
+            "rows_kept": account.rows_kept,
+            "rows_read": account.rows_read,
+            "folder": f"{lake_url.rstrip('/')}/{table_name}/exchange={exchange}/symbol={symbol}"
+            f"/dt={day}",
+        },
+    )
 
 
 def _publish_quarantine(
