@@ -486,6 +486,9 @@ class _Partition:
         self.sources: list[dt.date] = []  # per source: the dt it was filed under
         self.neighbour: list[bool] = []  # per source: filed under another dt than the day's
         self.grids = {"price": GridTally(), "size": GridTally()}
+        # Per kept message (book tables, in sequence order): the time of its first row; one
+        # int64 a message, for `_messages_out_of_place`.
+        self.message_times: list[np.ndarray] = []
 
     def with_keys(self, table: pa.Table, source: int, first_row: int) -> pa.Table:
         """The batch with its sort keys; a row with no valid time keeps the day it was filed
@@ -548,6 +551,12 @@ class _Partition:
         self.account.rows_from_neighbour_dt += int(np.asarray(self.neighbour)[sources].sum())
         origin = pc.fill_null(pc.greater(kept["origin_time"], 0), False).to_numpy()
         self.account.origin_time_invalid += int((~origin).sum())
+        if self.table_name != TRADES and kept.num_rows:
+            # Pieces hold whole groups, so a message never continues from the previous piece.
+            sequence = kept[SEQUENCE_KEY].to_numpy()
+            first = np.ones(sequence.size, dtype=bool)
+            first[1:] = sequence[1:] != sequence[:-1]
+            self.message_times.append(_effective_time(kept.filter(pa.array(first))))
         kept = kept.select(self.columns)
         prices, sizes = _price_columns(self.table_name)
         self.grids["price"].add(_present_values(kept, prices))
@@ -600,7 +609,7 @@ def clean_partition(
     written = False
     kept_run: Run = kept.finish()
     if table_name != TRADES:
-        out_of_place = _messages_out_of_place(kept_run)
+        out_of_place = _messages_out_of_place(partition.message_times)
         if out_of_place.size:
             kept_run = _WithoutMessages(kept_run, out_of_place, account, quarantine)
     for batch in kept_run.batches():
@@ -638,21 +647,9 @@ def _message_ids(sequence: np.ndarray, last_sequence: int, last_id: int) -> np.n
     return last_id + np.cumsum(starts)
 
 
-def _messages_out_of_place(kept: Run) -> np.ndarray:
-    """The numbers of the messages out of place (see OUT_OF_PLACE_REASON), from one read of
-    the run's sequence and time columns (one time per message is held)."""
-    times: list[np.ndarray] = []
-    last_sequence, last_id = -(2**63), -1
-    for batch in kept.batches():
-        if batch.num_rows == 0:
-            continue
-        sequence = pc.fill_null(batch["sequence_number"], -1).to_numpy()
-        ids = _message_ids(sequence, last_sequence, last_id)
-        first = np.ones(ids.size, dtype=bool)
-        first[0] = ids[0] != last_id
-        first[1:] = ids[1:] != ids[:-1]
-        times.append(_effective_time(batch.filter(pa.array(first))))
-        last_sequence, last_id = int(sequence[-1]), int(ids[-1])
+def _messages_out_of_place(times: list[np.ndarray]) -> np.ndarray:
+    """The numbers of the messages out of place (see OUT_OF_PLACE_REASON), from the time of
+    each kept message in sequence order."""
     if not times:
         return np.zeros(0, dtype=np.int64)
     time = np.concatenate(times)
