@@ -53,8 +53,8 @@ from rlx_assets.engine.decimals import (
     scale_floats,
 )
 from rlx_assets.engine.reconstruct import DayReplay, day_digits, recorded_digits
-from rlx_assets.lake.schema import BOOK, BOOK_DELTAS
 from rlx_assets.resources.io_manager import PartitionWriter
+from rlx_assets.schema import BOOK, BOOK_DELTAS
 
 DAY = dt.date(2024, 8, 8)
 EXCHANGE = "BINANCE"

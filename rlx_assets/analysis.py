@@ -17,8 +17,8 @@ import pyarrow.compute as pc
 from rlx_assets.engine.quality import origin_time_completeness
 from rlx_assets.engine.raw import clean_day
 from rlx_assets.engine.reconstruct import choose_strategy
-from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, TABLES, TRADES
 from rlx_assets.lake.source import Lake
+from rlx_assets.schema import BOOK, BOOK_DELTAS, TABLES, TRADES
 
 ONE_DAY = dt.timedelta(days=1)
 NO_DATA = "no_data"

@@ -1,8 +1,15 @@
-"""The one Definitions object (workspace.yaml and `-m rlx_assets` load it)."""
+"""The code location: `rlx_definitions`, built from the settings when Dagster loads it
+(workspace.yaml, `-m rlx_assets` and `-m rlx_assets.definitions` all reach it), not at import."""
 
 from __future__ import annotations
 
-from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+from dagster import (
+    AssetSelection,
+    Definitions,
+    define_asset_job,
+    definitions,
+    in_process_executor,
+)
 
 from rlx_assets.defs.book.assets import build_book_assets
 from rlx_assets.defs.quality.assets import (
@@ -72,4 +79,6 @@ def build_definitions(settings: RlxSettings) -> Definitions:
     )
 
 
-defs = build_definitions(get_settings())
+@definitions
+def rlx_definitions() -> Definitions:
+    return build_definitions(get_settings())

@@ -1,8 +1,13 @@
 import datetime as dt
+import inspect
+import subprocess
+import sys
+from pathlib import Path
 
 from dagster import AssetKey
 
-from rlx_assets.definitions import ALL_ASSETS_JOB, build_definitions
+import rlx_assets
+from rlx_assets.definitions import ALL_ASSETS_JOB, build_definitions, rlx_definitions
 from rlx_assets.partitions import day_and_symbol, partition_key
 from rlx_assets_tests.conftest import make_settings
 
@@ -39,9 +44,7 @@ EXPECTED_CHECKS = {
 
 
 def test_the_module_level_definitions_load() -> None:
-    import rlx_assets
-
-    graph = rlx_assets.defs.resolve_asset_graph()
+    graph = rlx_assets.rlx_definitions().resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == set(EXPECTED_GROUPS)
 
 
@@ -79,3 +82,28 @@ def test_partition_keys_read_and_write_the_same_string() -> None:
     key = partition_key(dt.date(2024, 8, 8), "BTC-USDT")
     assert key == "2024-08-08|BTC-USDT"
     assert day_and_symbol(key) == (dt.date(2024, 8, 8), "BTC-USDT")
+
+
+def test_importing_the_engine_loads_neither_dagster_nor_settings() -> None:
+    """The engine is usable on its own (a notebook, a benchmark): the package builds the
+    Definitions only when Dagster asks for them."""
+    engine_modules = sorted(
+        f"rlx_assets.engine.{path.stem}"
+        for path in (Path(rlx_assets.__file__).parent / "engine").glob("*.py")
+        if path.stem != "__init__"
+    )
+    probe = (
+        f"import sys\nimport {', '.join(engine_modules)}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster'"
+        " or m in ('rlx_assets.settings', 'rlx_assets.definitions', 'fsspec', 's3fs')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_dagster_finds_the_lazy_definitions_under_the_package_name() -> None:
+    found = [name for name, value in inspect.getmembers(rlx_assets) if name == "rlx_definitions"]
+    assert found == ["rlx_definitions"]
+    assert rlx_assets.rlx_definitions is rlx_definitions

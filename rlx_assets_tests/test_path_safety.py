@@ -18,8 +18,8 @@ import pytest
 from pydantic import ValidationError
 
 from rlx_assets.lake.files import FileLake
-from rlx_assets.lake.schema import TRADES
 from rlx_assets.resources.io_manager import ParquetIOManager
+from rlx_assets.schema import TRADES
 from rlx_assets.settings import RlxSettings
 from rlx_assets_tests.conftest import FIXTURE_DAYS, make_settings, materialize_day
 

@@ -33,7 +33,7 @@ from rlx_assets.engine.merge import (
     merge_rounds,
     sort_out_of_core,
 )
-from rlx_assets.lake.schema import BOOK_LEVELS, book_level_columns
+from rlx_assets.schema import BOOK_LEVELS, book_level_columns
 
 TRADE, BOOK_DELTA, BOOK_SNAPSHOT = "TRADE", "BOOK_DELTA", "BOOK_SNAPSHOT"
 TYPE_RANK = {TRADE: 0, BOOK_DELTA: 1, BOOK_SNAPSHOT: 2}

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rlx_assets.engine.quality import ExactQuantiles
-from rlx_assets.lake.schema import BOOK_LEVELS, book_level_columns
+from rlx_assets.schema import BOOK_LEVELS, book_level_columns
 
 NS_PER_MINUTE = 60 * 10**9
 SIDES = ("BID", "ASK")

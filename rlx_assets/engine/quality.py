@@ -501,11 +501,6 @@ def filled_after(gap_messages: np.ndarray, checked_messages: np.ndarray) -> np.n
     return gap_messages <= checked_messages.max()
 
 
-def quantile_or_zero(values: np.ndarray, q: float) -> float:
-    values = values[~np.isnan(values)]
-    return float(np.quantile(values, q)) if values.size else 0.0
-
-
 TABLE_SUFFIXES = {"trades": "trades", "book": "snapshots", "book_delta_v2": "deltas"}
 
 

@@ -29,8 +29,8 @@ from rlx_assets.engine.decimals import (
     to_steps,
 )
 from rlx_assets.engine.runs import MemoryRuns, Run, RunStore, SortedRuns, groups_whole
-from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns
 from rlx_assets.lake.source import RowGroup
+from rlx_assets.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns
 
 NS_PER_DAY = 86_400 * 10**9
 DIGITS_KEYS = {"price": b"rlx.price_digits", "size": b"rlx.size_digits"}

@@ -24,7 +24,7 @@ from rlx_assets.engine.decimals import (
 )
 from rlx_assets.engine.quality import filled_after, per_hour, sequence_id_gaps
 from rlx_assets.engine.raw import DIGITS_KEYS
-from rlx_assets.lake.schema import book_level_columns
+from rlx_assets.schema import book_level_columns
 
 FULL_REPLAY = "full_replay"
 SNAPSHOT_ANCHORED = "snapshot_anchored"

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from rlx_assets.lake.schema import PRICE_COLUMNS, SCHEMAS
+from rlx_assets.schema import PRICE_COLUMNS, SCHEMAS
 
 # Prices of the day's tables within this factor of each other belong to one instrument. A trade,
 # the touch and a full-depth delta stay within a few percent of each other in a day; symbols

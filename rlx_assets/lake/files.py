@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from rlx_assets.lake import schema
+from rlx_assets import schema
 from rlx_assets.lake.cache import CachedFile, LakeCache
 from rlx_assets.lake.source import ColumnRange, DayFiles, RowGroup, SourceFile
 from rlx_assets.paths import check_path_component

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from rlx_assets.lake.schema import PRICE_COLUMNS, median_price
+from rlx_assets.schema import PRICE_COLUMNS, median_price
 
 
 @dataclass(frozen=True)

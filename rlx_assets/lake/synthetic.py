@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rlx_assets.lake import schema
+from rlx_assets import schema
 from rlx_assets.lake import synthetic_kernel as kernel
 from rlx_assets.lake.source import DayFiles, SourceFile, TableSource, ipc_sha256
 

@@ -47,7 +47,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit
 
-from rlx_assets.lake import schema, synthetic
+from rlx_assets import schema
+from rlx_assets.lake import synthetic
 
 GAPS = "gaps"
 STALE_LEVELS = "stale_levels"

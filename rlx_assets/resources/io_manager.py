@@ -134,11 +134,6 @@ def partition_path(
     return f"{base_url.rstrip('/')}/{_partition_relpath(asset_name, exchange, symbol, date)}"
 
 
-def unpartitioned_path(base_url: str, asset_name: str) -> str:
-    """The file of a non-partitioned asset: `<base_url>/<asset>/part-0.parquet`."""
-    return f"{base_url.rstrip('/')}/{asset_name}/{PART_FILE}"
-
-
 class ParquetIOManager(ConfigurableIOManager):
     """Stores `pyarrow.Table`s (or polars DataFrames) as one Parquet file per partition.
 
@@ -287,9 +282,7 @@ class ParquetIOManager(ConfigurableIOManager):
         fs, root = self._filesystem()
         allow_missing = bool((context.definition_metadata or {}).get(ALLOW_MISSING, False))
 
-        if not context.has_asset_partitions:
-            return _read(fs, f"{root}/{asset}/{PART_FILE}", asset, None, allow_missing, context)
-
+        _require_partitions(context, asset)
         keys = sorted(context.asset_partition_keys)
         if not keys:
             # A mapping with no upstream partition (the previous day of the first day).
@@ -317,8 +310,7 @@ class ParquetIOManager(ConfigurableIOManager):
 
     def _output_relpath(self, context: OutputContext) -> str:
         asset = _asset_name(context)
-        if not context.has_asset_partitions:
-            return f"{asset}/{PART_FILE}"
+        _require_partitions(context, asset)
         keys = context.asset_partition_keys
         if len(keys) != 1:
             raise NotImplementedError(
@@ -334,6 +326,14 @@ def _asset_name(context: InputContext | OutputContext) -> str:
     if not context.has_asset_key:
         raise ValueError("ParquetIOManager stores asset outputs only (this one has no asset key)")
     return "/".join(context.asset_key.path)
+
+
+def _require_partitions(context: InputContext | OutputContext, asset: str) -> None:
+    if not context.has_asset_partitions:
+        raise ValueError(
+            f"asset '{asset}' is not partitioned: ParquetIOManager stores date|symbol partitions "
+            "only (every rlx_assets asset is partitioned)"
+        )
 
 
 def _partition_relpath(asset_name: str, exchange: str, symbol: str, date: str | dt.date) -> str:
@@ -531,7 +531,7 @@ def _read(
     fs: AbstractFileSystem,
     path: str,
     asset: str,
-    key: str | None,
+    key: str,
     allow_missing: bool,
     context: InputContext,
 ) -> pa.Table | None:
@@ -540,7 +540,7 @@ def _read(
         f = fs.open(path, "rb")
     except FileNotFoundError:
         uri = _location(fs, path)
-        partition = f"partition '{key}'" if key is not None else "(not partitioned)"
+        partition = f"partition '{key}'"
         if allow_missing:
             context.log.info(f"{asset} {partition} not materialized ({uri}); input allows it")
             return None
@@ -560,5 +560,4 @@ __all__ = [
     "ParquetIOManager",
     "PartitionWriter",
     "partition_path",
-    "unpartitioned_path",
 ]

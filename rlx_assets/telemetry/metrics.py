@@ -28,7 +28,7 @@ from opentelemetry.sdk.metrics.export import (
     Metric,
 )
 
-from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, TRADES
+from rlx_assets.schema import BOOK, BOOK_DELTAS, TRADES
 from rlx_assets.telemetry.steps import OutputRecord, StepRecord
 
 EVENTS_THROUGHPUT = "rlx.events.throughput"

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rlx_assets import schema
 from rlx_assets.capture.binance import MARKETS
 from rlx_assets.capture.files import utc_day
 from rlx_assets.capture.session import Capture, CaptureConfig
 from rlx_assets.engine.fidelity import compare_day
 from rlx_assets.engine.golden import concat_samples, parse_golden
 from rlx_assets.engine.reconstruct import reconstruct_day
-from rlx_assets.lake import schema
 from rlx_assets.lake.files import FileLake
 from rlx_assets_tests.capture.binance_replay import MALFORMED_FRAMES, BinanceReplay, frame_of
 from rlx_assets_tests.conftest import FIXTURE_DAYS, SLICE

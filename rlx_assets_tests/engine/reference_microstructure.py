@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rlx_assets.lake.schema import BOOK_LEVELS
+from rlx_assets.schema import BOOK_LEVELS
 
 NS_PER_MINUTE = 60 * 10**9
 SIDES = ("BID", "ASK")

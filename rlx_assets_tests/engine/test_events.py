@@ -19,7 +19,7 @@ from rlx_assets.engine.events import (
     unified_event_batches,
 )
 from rlx_assets.engine.merge import SpillReport
-from rlx_assets.lake.schema import book_level_columns
+from rlx_assets.schema import book_level_columns
 
 
 def _conformed(events: pa.Table, event_type: str) -> pa.Table:

@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from rlx_assets import schema
 from rlx_assets.engine.decimals import DECIMAL_TYPE
 from rlx_assets.engine.fidelity import (
     FAIL,
@@ -32,7 +33,6 @@ from rlx_assets.engine.golden import (
 )
 from rlx_assets.engine.raw import clean_day
 from rlx_assets.engine.reconstruct import reconstruct_day
-from rlx_assets.lake import schema
 from rlx_assets.lake.files import FileLake
 from rlx_assets_tests.conftest import FIXTURE_DAYS, SLICE
 

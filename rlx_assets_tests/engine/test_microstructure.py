@@ -21,7 +21,7 @@ from rlx_assets.engine.microstructure import (
 from rlx_assets.engine.raw import clean_day
 from rlx_assets.engine.reconstruct import reconstruct_day
 from rlx_assets.lake.files import FileLake
-from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, BOOK_LEVELS, TRADES, book_level_columns
+from rlx_assets.schema import BOOK, BOOK_DELTAS, BOOK_LEVELS, TRADES, book_level_columns
 from rlx_assets_tests.conftest import FIXTURE_DAYS, SLICE
 from rlx_assets_tests.engine import reference_microstructure
 

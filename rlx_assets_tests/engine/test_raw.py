@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from rlx_assets.engine.decimals import infer_step_exponent, on_grid
 from rlx_assets.engine.raw import GridTally, clean_day, day_bounds_ns
-from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns
+from rlx_assets.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns
 
 DAY = dt.date(2024, 8, 8)
 MIDNIGHT = day_bounds_ns(DAY)[1]

@@ -16,7 +16,7 @@ from rlx_assets.engine.reconstruct import (
     vendor_seed_exists,
 )
 from rlx_assets.lake.files import FileLake
-from rlx_assets.lake.schema import BOOK, BOOK_DELTAS
+from rlx_assets.schema import BOOK, BOOK_DELTAS
 from rlx_assets_tests.conftest import FIXTURE_DAYS, SLICE
 
 ONE_DAY = dt.timedelta(days=1)

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from rlx_assets.lake.consistency import foreign_prices, schema_drift
-from rlx_assets.lake.schema import (
+from rlx_assets.schema import (
     BOOK,
     SCHEMAS,
     TRADES,

@@ -16,7 +16,7 @@ import pytest
 
 from rlx_assets.lake.files import FileLake, LakeAccessError
 from rlx_assets.lake.open import open_lake, s3_storage_options
-from rlx_assets.lake.schema import SCHEMAS, TRADES, SourceSchemaError
+from rlx_assets.schema import SCHEMAS, TRADES, SourceSchemaError
 from rlx_assets.settings import RlxSettings
 from rlx_assets_tests import s3_server as s3
 from rlx_assets_tests.s3_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, unique_bucket

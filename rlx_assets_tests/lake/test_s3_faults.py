@@ -23,7 +23,7 @@ import pytest
 from rlx_assets.lake.cache import LakeCache
 from rlx_assets.lake.files import DOWNLOAD_ATTEMPTS, FileLake, LakeAccessError
 from rlx_assets.lake.open import open_lake, s3_storage_options
-from rlx_assets.lake.schema import TRADES
+from rlx_assets.schema import TRADES
 from rlx_assets.settings import RlxSettings
 from rlx_assets_tests import s3_server as s3
 from rlx_assets_tests.s3_server import FaultyS3Proxy, unique_bucket

@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from rlx_assets.lake import schema, synthetic
+from rlx_assets import schema
+from rlx_assets.lake import synthetic
 from rlx_assets.lake.synthetic import SyntheticLake, generate_origin_day
 
 EXCHANGE = "BINANCE"

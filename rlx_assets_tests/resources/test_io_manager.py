@@ -32,7 +32,6 @@ from rlx_assets.resources.io_manager import (
     STAGING_DIR,
     ParquetIOManager,
     partition_path,
-    unpartitioned_path,
 )
 from rlx_assets_tests import s3_server as s3
 
@@ -125,20 +124,24 @@ def lenient_carry(early_trades: pa.Table | None) -> pa.Table:
     return pa.table({"prev_rows": [0 if early_trades is None else early_trades.num_rows]})
 
 
+LOADED: dict[str, pa.Table | None] = {}
+
+
 @asset(ins={"trades": AssetIn(metadata={"allow_missing": True})})
-def all_trades(trades: pa.Table | None) -> pa.Table | None:
-    """Not partitioned: loads every upstream partition (the materialized ones, in key order)."""
-    return trades
+def all_trades(trades: pa.Table | None) -> None:
+    """Not partitioned: loads every upstream partition (the materialized ones, in key order);
+    it writes nothing (the IO manager stores partitions only), so the test keeps what it read."""
+    LOADED["all_trades"] = trades
 
 
-@asset
+@asset(partitions_def=test_partitions)
 def summary() -> pl.DataFrame:
     return pl.DataFrame({"symbol": ["BTC-USDT", "ETH-USDT"], "days": [2, 1]})
 
 
 @asset
-def summary_rows(summary: pa.Table) -> pa.Table:
-    return pa.table({"rows": [summary.num_rows]})
+def unpartitioned_summary() -> pa.Table:
+    return pa.table({"rows": [2]})
 
 
 @asset(partitions_def=test_partitions)
@@ -178,7 +181,6 @@ def test_partition_path_layout() -> None:
         partition_path("s3://bucket/prefix/", "raw_trades", "BINANCE", "BTC-USDT", "2024-08-08")
         == "s3://bucket/prefix/raw_trades/exchange=BINANCE/symbol=BTC-USDT/dt=2024-08-08/part-0.parquet"
     )
-    assert unpartitioned_path("data/assets", "summary") == "data/assets/summary/part-0.parquet"
     with pytest.raises(ValueError, match="symbol"):
         partition_path("x", "a", "BINANCE", "BTC/USDT", "2024-08-08")
 
@@ -288,7 +290,8 @@ def test_several_input_partitions_concatenate_in_key_order(tmp_path: Path) -> No
         [trades, all_trades], resources={"io_manager": io_manager}, selection=[all_trades]
     )
     assert result.success
-    table = pq.read_table(tmp_path / "all_trades/part-0.parquet")
+    table = LOADED["all_trades"]
+    assert table is not None
     assert table.equals(
         pa.concat_tables(
             [
@@ -300,12 +303,26 @@ def test_several_input_partitions_concatenate_in_key_order(tmp_path: Path) -> No
     )
 
 
-def test_unpartitioned_round_trip_accepts_polars(tmp_path: Path) -> None:
-    result = materialize([summary, summary_rows], resources={"io_manager": _io(str(tmp_path))})
+def test_polars_output_round_trips(tmp_path: Path) -> None:
+    result = _run([summary], _io(str(tmp_path)), DAY1)
     assert result.success
-    assert (tmp_path / "summary/part-0.parquet").is_file()
-    assert pq.read_table(tmp_path / "summary_rows/part-0.parquet").to_pylist() == [{"rows": 2}]
+    stored = pq.read_table(_file(tmp_path, "summary", "2024-08-08"))
+    assert stored.to_pylist() == [
+        {"symbol": "BTC-USDT", "days": 2},
+        {"symbol": "ETH-USDT", "days": 1},
+    ]
     assert _materialization_metadata(result, "summary")["row_count"] == 2
+
+
+def test_unpartitioned_asset_is_refused_by_name(tmp_path: Path) -> None:
+    result = materialize(
+        [unpartitioned_summary], resources={"io_manager": _io(str(tmp_path))}, raise_on_error=False
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    error = str(failure.step_failure_data.error)
+    assert "asset 'unpartitioned_summary' is not partitioned" in error
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
 
 
 def test_none_output_writes_nothing(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from rlx_assets.definitions import build_definitions
 from rlx_assets.lake.files import LakeAccessError
-from rlx_assets.lake.schema import TRADES
+from rlx_assets.schema import TRADES
 from rlx_assets.settings import RlxSettings, get_settings
 from rlx_assets_tests import s3_server as s3
 from rlx_assets_tests.lake.test_s3_faults import DAY, day_key, trades_file

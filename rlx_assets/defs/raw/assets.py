@@ -32,7 +32,6 @@ from rlx_assets.engine.quality import (
 from rlx_assets.engine.raw import RawAccount, Source, clean_partition, row_groups_for_day
 from rlx_assets.engine.runs import Run
 from rlx_assets.lake.consistency import foreign_prices, schema_drift
-from rlx_assets.lake.schema import BOOK, BOOK_DELTAS, SCHEMAS, TABLES, TRADES, SourceSchemaError
 from rlx_assets.lake.source import Lake, SourceFile, SourceReader
 from rlx_assets.partitions import day_and_symbol, partition_key
 from rlx_assets.resources.io_manager import ParquetIOManager
@@ -40,6 +39,7 @@ from rlx_assets.resources.lake import LakeResource
 from rlx_assets.resources.quality import QualityResource
 from rlx_assets.resources.spill import DiskRuns
 from rlx_assets.resources.telemetry import observed
+from rlx_assets.schema import BOOK, BOOK_DELTAS, SCHEMAS, TABLES, TRADES, SourceSchemaError
 
 ONE_DAY = dt.timedelta(days=1)
 READ_BATCH_ROWS = 1_000_000  # rows decoded at a time, from the lake and from storage

@@ -212,8 +212,3 @@ def median_price(table: pa.Table) -> float | None:
 
 def empty_table(table_name: str) -> pa.Table:
     return SCHEMAS[table_name].empty_table()
-
-
-def is_valid_time(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:
-    """Times that can place a row: present and after the epoch."""
-    return pc.fill_null(pc.greater(column, 0), False)
