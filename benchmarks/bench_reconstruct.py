@@ -48,11 +48,12 @@ import pyarrow.parquet as pq
 from _machine import available_memory
 
 from rlx_assets.engine.book import LEVELS, BookSide, ReplayInput, message_starts, replay
+from rlx_assets.engine.book_tables import day_digits, recorded_digits
+from rlx_assets.engine.day_replay import DayReplay
 from rlx_assets.engine.decimals import (
     infer_step_exponent,
     scale_floats,
 )
-from rlx_assets.engine.reconstruct import DayReplay, day_digits, recorded_digits
 from rlx_assets.resources.io_manager import PartitionWriter
 from rlx_assets.schema import BOOK, BOOK_DELTAS
 

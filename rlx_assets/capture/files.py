@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rlx_assets.capture.encryption import MAGIC, EncryptingWriter
+from rlx_assets.engine.days import NS_PER_DAY
 
 log = logging.getLogger(__name__)
 
-NS_PER_DAY = 86_400 * 1_000_000_000
 PARTIAL = ".partial"
 _BATCH_BYTES = 1 << 16
 

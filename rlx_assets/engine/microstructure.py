@@ -475,7 +475,7 @@ class _Book:
         return int(self.times.size)
 
 
-def _matrix(batch: pa.RecordBatch, side: str, kind: str, null: float) -> np.ndarray:
+def matrix(batch: pa.RecordBatch, side: str, kind: str, null: float) -> np.ndarray:
     """(rows, 20). Prices are made row-major, so the 20 levels of one book row sit together for
     the delta lookups; sizes, only summed and compared, stay a column-major view (summed level
     by level in order, whatever the batch's length)."""
@@ -504,10 +504,10 @@ def _read_book(batch: pa.RecordBatch, times: np.ndarray, full: bool) -> _Book:
             if full
             else np.zeros(0, np.int64)
         ),
-        bid_prices=_matrix(batch, "bid", "price", np.nan) if full else empty,
-        bid_sizes=_matrix(batch, "bid", "size", 0.0) if full else empty,
-        ask_prices=_matrix(batch, "ask", "price", np.nan) if full else empty,
-        ask_sizes=_matrix(batch, "ask", "size", 0.0) if full else empty,
+        bid_prices=matrix(batch, "bid", "price", np.nan) if full else empty,
+        bid_sizes=matrix(batch, "bid", "size", 0.0) if full else empty,
+        ask_prices=matrix(batch, "ask", "price", np.nan) if full else empty,
+        ask_sizes=matrix(batch, "ask", "size", 0.0) if full else empty,
         spread=spread,
         mid=mid,
     )
@@ -534,7 +534,7 @@ def _after(previous: _Book | None, book: _Book) -> _Book:
     for name in _BOOK_ARRAYS:
         before, after = getattr(previous, name), getattr(book, name)
         parts[name] = np.concatenate([before[-1:], after]) if before.size else after
-    for name in ("bid_sizes", "ask_sizes"):  # column-major, as `_matrix` makes them
+    for name in ("bid_sizes", "ask_sizes"):  # column-major, as `matrix` makes them
         parts[name] = np.asfortranarray(parts[name])
     return _Book(carried=1, **parts)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numba
 import numpy as np
 
-from rlx_assets.engine.raw import day_bounds_ns
+from rlx_assets.engine.days import day_bounds_ns
 
 NS_PER_MS = 1_000_000
 NS_PER_HOUR = 3_600 * 10**9

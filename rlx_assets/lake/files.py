@@ -34,8 +34,9 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from rlx_assets import schema
+from rlx_assets.engine.row_groups import ColumnRange, RowGroup
 from rlx_assets.lake.cache import CachedFile, LakeCache
-from rlx_assets.lake.source import ColumnRange, DayFiles, RowGroup, SourceFile
+from rlx_assets.lake.source import DayFiles, SourceFile
 from rlx_assets.paths import check_path_component
 
 log = logging.getLogger(__name__)

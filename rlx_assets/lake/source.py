@@ -10,6 +10,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from rlx_assets.engine.row_groups import RowGroup
 from rlx_assets.schema import PRICE_COLUMNS, median_price
 
 
@@ -54,22 +55,6 @@ class Lake(Protocol):
         file of another instrument from the day's other tables; [] where files cannot hold
         another instrument (the simulator's)."""
         ...
-
-
-@dataclass(frozen=True)
-class ColumnRange:
-    """A column's statistics in one row group, as the file records them."""
-
-    minimum: int
-    maximum: int
-    nulls: int
-
-
-@dataclass(frozen=True)
-class RowGroup:
-    rows: int
-    bytes: int  # compressed size in the file: what reading it costs
-    ranges: dict[str, ColumnRange]  # time and sequence columns with statistics, by canonical name
 
 
 class SourceReader(Protocol):

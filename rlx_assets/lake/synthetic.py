@@ -461,7 +461,7 @@ def _sequence_steps(rows_per_msg: np.ndarray, room: int, rng: np.random.Generato
     return np.concatenate([[0], np.cumsum(steps[:-1])])
 
 
-def _book_table(
+def book_table(
     inst: Instrument,
     origin: np.ndarray,
     received: np.ndarray,
@@ -568,7 +568,7 @@ def _simulate(exchange: str, symbol: str, day: dt.date, scale: float) -> dict[st
         },
         schema=schema.SCHEMAS[schema.BOOK_DELTAS],
     )
-    book = _book_table(inst, origin, received, sequence, snapshots)
+    book = book_table(inst, origin, received, sequence, snapshots)
     trade_origin = day_ns + tr_time * 1_000_000
     trades = pa.table(
         {

@@ -18,7 +18,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from rlx_assets.defs import check_names
+from rlx_assets import check_names
 from rlx_assets.telemetry.steps import CheckRecord, StepRecord
 from rlx_assets.telemetry.urls import redacted
 

@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from rlx_assets.engine.raw import day_bounds_ns
+from rlx_assets.engine.days import day_bounds_ns
 from rlx_assets_tests.conftest import FIXTURE_DAYS, SLICE, make_settings, materialize_day
 
 DAY = FIXTURE_DAYS[0]

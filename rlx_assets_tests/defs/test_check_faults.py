@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from dagster import DagsterInstance
 
-from rlx_assets.engine.raw import day_bounds_ns
+from rlx_assets.engine.days import day_bounds_ns
 from rlx_assets_tests.conftest import (
     FIXTURE_DAYS,
     SLICE,

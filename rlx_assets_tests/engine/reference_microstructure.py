@@ -323,7 +323,7 @@ class _Book:
         return int(self.times.size)
 
 
-def _matrix(book: pa.Table, side: str, kind: str, null: float) -> np.ndarray:
+def matrix(book: pa.Table, side: str, kind: str, null: float) -> np.ndarray:
     """(rows, 20). Prices are made row-major, so the 20 levels of one book row sit together for
     the delta lookups; sizes, only summed and compared, stay a column-major view."""
     columns = np.empty((BOOK_LEVELS, book.num_rows), dtype=np.float64)
@@ -337,10 +337,10 @@ def _read_book(book: pa.Table) -> _Book:
     return _Book(
         times=_monotone(_event_times(book)) if rows else np.zeros(0, np.int64),
         sequence=book["sequence_number"].to_numpy().astype(np.int64, copy=False),
-        bid_prices=_matrix(book, "bid", "price", np.nan),
-        bid_sizes=_matrix(book, "bid", "size", 0.0),
-        ask_prices=_matrix(book, "ask", "price", np.nan),
-        ask_sizes=_matrix(book, "ask", "size", 0.0),
+        bid_prices=matrix(book, "bid", "price", np.nan),
+        bid_sizes=matrix(book, "bid", "size", 0.0),
+        ask_prices=matrix(book, "ask", "price", np.nan),
+        ask_sizes=matrix(book, "ask", "size", 0.0),
         spread=decimal_difference(book["ask_0_price"], book["bid_0_price"]),
         mid=(
             to_float(book["bid_0_price"], correctly_rounded=True)

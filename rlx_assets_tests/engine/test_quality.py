@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlx_assets.engine import quality
+from rlx_assets.engine.days import day_bounds_ns
 from rlx_assets.engine.quality import (
     ExactQuantiles,
     OriginTimeCompleteness,
@@ -16,7 +17,6 @@ from rlx_assets.engine.quality import (
     time_figures,
     validation_row,
 )
-from rlx_assets.engine.raw import day_bounds_ns
 from rlx_assets_tests.engine import reference_quality
 
 DAY = dt.date(2024, 8, 9)

@@ -7,8 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rlx_assets.engine.days import day_bounds_ns
 from rlx_assets.engine.decimals import infer_step_exponent, on_grid
-from rlx_assets.engine.raw import GridTally, clean_day, day_bounds_ns
+from rlx_assets.engine.grid_tally import GridTally
+from rlx_assets.engine.raw import clean_day
 from rlx_assets.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns
 
 DAY = dt.date(2024, 8, 8)

@@ -7,14 +7,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from rlx_assets.engine.book_tables import day_digits
+from rlx_assets.engine.day_replay import DayReplay, PublishedRows, vendor_seed_exists
 from rlx_assets.engine.raw import clean_day
-from rlx_assets.engine.reconstruct import (
-    DayReplay,
-    PublishedRows,
-    day_digits,
-    reconstruct_day,
-    vendor_seed_exists,
-)
+from rlx_assets.engine.reconstruct import reconstruct_day
 from rlx_assets.lake.files import FileLake
 from rlx_assets.schema import BOOK, BOOK_DELTAS
 from rlx_assets_tests.conftest import FIXTURE_DAYS, SLICE

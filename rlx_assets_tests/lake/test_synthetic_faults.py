@@ -15,7 +15,8 @@ import pytest
 
 from rlx_assets import schema
 from rlx_assets.engine.raw import RawDay, clean_day
-from rlx_assets.engine.reconstruct import Reconstruction, reconstruct_day
+from rlx_assets.engine.reconstruct import reconstruct_day
+from rlx_assets.engine.reconstruction import Reconstruction
 from rlx_assets.lake import synthetic_faults
 from rlx_assets.lake.open import open_lake
 from rlx_assets.lake.synthetic import SyntheticLake, generate_origin_day

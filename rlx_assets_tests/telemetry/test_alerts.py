@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from rlx_assets.defs import check_names
+from rlx_assets import check_names
 from rlx_assets.telemetry.alerts import OBSERVED, AlertWebhook, alert_payload
 from rlx_assets.telemetry.steps import CheckRecord, StepRecord
 from rlx_assets_tests import telemetry_servers as servers

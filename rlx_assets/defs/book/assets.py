@@ -24,8 +24,8 @@ from dagster import (
     multi_asset,
 )
 
+from rlx_assets import check_names
 from rlx_assets.background import WriteBehind, read_ahead
-from rlx_assets.defs import check_names
 from rlx_assets.defs.book.streaming import (
     Checkpoints,
     StreamReport,
@@ -34,18 +34,15 @@ from rlx_assets.defs.book.streaming import (
     fingerprint,
     stream_day,
 )
+from rlx_assets.defs.checks import partitioned_check
 from rlx_assets.engine.book import message_starts
+from rlx_assets.engine.book_tables import day_digits, recorded_digits
+from rlx_assets.engine.day_replay import DayReplay
+from rlx_assets.engine.days import day_bounds_ns
 from rlx_assets.engine.events import EVENT_SCHEMA, BatchSource, EventTally, unified_event_batches
 from rlx_assets.engine.merge import SpillReport
-from rlx_assets.engine.raw import day_bounds_ns
-from rlx_assets.engine.reconstruct import (
-    DayReplay,
-    Reconstruction,
-    day_digits,
-    opening_burst,
-    reconstruct_day,
-    recorded_digits,
-)
+from rlx_assets.engine.reconstruct import reconstruct_day
+from rlx_assets.engine.reconstruction import Reconstruction, opening_burst
 from rlx_assets.partitions import day_and_symbol, previous_day
 from rlx_assets.resources.io_manager import ALLOW_MISSING, ParquetIOManager, PartitionWriter
 from rlx_assets.resources.quality import QualityResource
@@ -165,14 +162,14 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
             ),
         },
         check_specs=[
-            check_names.partitioned_check(
+            partitioned_check(
                 check_names.BOOK_NEVER_CROSSED,
                 partitions_def=partitions_def,
                 asset=RECONSTRUCTED_BOOK,
                 blocking=True,
                 description="No published row has best bid >= best ask (blocks unified_events).",
             ),
-            check_names.partitioned_check(
+            partitioned_check(
                 check_names.GAPS_FILLED,
                 partitions_def=partitions_def,
                 asset=RECONSTRUCTED_BOOK,
@@ -180,19 +177,19 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
                 description="Every detected gap was resynced or confirmed by a later vendor "
                 "snapshot (blocks unified_events).",
             ),
-            check_names.partitioned_check(
+            partitioned_check(
                 check_names.MID_DEVIATION_WITHIN_LIMIT,
                 partitions_def=partitions_def,
                 asset=RECONSTRUCTED_BOOK,
                 description="Rebuilt mid vs vendor snapshot mid (before resync), max in bps.",
             ),
-            check_names.partitioned_check(
+            partitioned_check(
                 check_names.TOP20_MATCHES_VENDOR,
                 partitions_def=partitions_def,
                 asset=RECONSTRUCTED_BOOK,
                 description="Share of vendor snapshots whose 20 levels the rebuilt book equalled.",
             ),
-            check_names.partitioned_check(
+            partitioned_check(
                 check_names.BOOK_REPLAYED_FROM_DELTAS,
                 partitions_def=partitions_def,
                 asset=RECONSTRUCTED_BOOK,
@@ -338,7 +335,7 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
         kinds={"parquet"},
         code_version="1",
         check_specs=[
-            check_names.partitioned_check(
+            partitioned_check(
                 check_names.EVENTS_CHRONOLOGICAL,
                 partitions_def=partitions_def,
                 asset=UNIFIED_EVENTS,

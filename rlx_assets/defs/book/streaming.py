@@ -24,14 +24,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rlx_assets.background import WriteBehind, read_ahead
-from rlx_assets.engine.reconstruct import (
+from rlx_assets.engine.day_replay import (
     ChunkInput,
     DayReplay,
     PublishedRows,
-    Reconstruction,
     message_figures,
     vendor_seed_exists,
 )
+from rlx_assets.engine.reconstruction import Reconstruction
 from rlx_assets.resources.io_manager import PartitionWriter
 
 DELTA_COLUMNS = ["origin_time", "received_time", "sequence_number", "side_is_bid", "price", "size"]

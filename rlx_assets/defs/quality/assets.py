@@ -24,7 +24,8 @@ from dagster import (
     multi_asset,
 )
 
-from rlx_assets.defs import check_names
+from rlx_assets import check_names
+from rlx_assets.defs.checks import partitioned_check
 from rlx_assets.defs.metadata import markdown_table, recorded_metadata
 from rlx_assets.engine.fidelity import FidelityReport, FidelityThresholds, compare_day_batches
 from rlx_assets.engine.golden import concat_samples, parse_golden
@@ -241,13 +242,13 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
         # Read in batches from storage (only with a golden sample), not loaded as inputs.
         deps=["reconstructed_book", "raw_trades"],
         check_specs=[
-            check_names.partitioned_check(
+            partitioned_check(
                 check_names.TOP_OF_BOOK_MATCHES_GOLDEN,
                 partitions_def=partitions_def,
                 asset="fidelity_report",
                 description="Share of the exchange's bookTicker updates the rebuilt book equals.",
             ),
-            check_names.partitioned_check(
+            partitioned_check(
                 check_names.DISTRIBUTIONS_MATCH_GOLDEN,
                 partitions_def=partitions_def,
                 asset="fidelity_report",

@@ -21,15 +21,17 @@ from dagster import (
     asset,
 )
 
+from rlx_assets import check_names
 from rlx_assets.background import WriteBehind, read_ahead
-from rlx_assets.defs import check_names
+from rlx_assets.defs.checks import partitioned_check
 from rlx_assets.defs.metadata import markdown_table, recorded_metadata
 from rlx_assets.engine.quality import (
     OriginTimeCompleteness,
     clock_skew_ms_batches,
     skew_excess_ms,
 )
-from rlx_assets.engine.raw import RawAccount, Source, clean_partition, row_groups_for_day
+from rlx_assets.engine.raw import RawAccount, Source, clean_partition
+from rlx_assets.engine.row_groups import row_groups_for_day
 from rlx_assets.engine.runs import Run
 from rlx_assets.lake.consistency import foreign_prices, schema_drift
 from rlx_assets.lake.source import Lake, SourceFile, SourceReader
@@ -111,26 +113,26 @@ def build_raw_asset(
         kinds={"parquet"},
         code_version="1",
         check_specs=[
-            check_names.partitioned_check(
+            partitioned_check(
                 check_names.ORIGIN_TIME_COMPLETE,
                 partitions_def=partitions_def,
                 asset=name,
                 description="Share of rows with a null, zero, out-of-day or backwards origin_time.",
             ),
-            check_names.partitioned_check(
+            partitioned_check(
                 check_names.CLOCK_SKEW_WITHIN_LIMIT,
                 partitions_def=partitions_def,
                 asset=name,
                 description="received_time - origin_time: max(|p1|, |p99|) in ms.",
             ),
-            check_names.partitioned_check(
+            partitioned_check(
                 check_names.ROWS_QUARANTINED_WITHIN_LIMIT,
                 partitions_def=partitions_def,
                 asset=name,
                 description="Share of the day's rows quarantined (bad values, times far from "
                 "their dt, ...): a day that loses more of its rows fails.",
             ),
-            check_names.partitioned_check(
+            partitioned_check(
                 check_names.GRID_STABLE,
                 partitions_def=partitions_def,
                 asset=name,
@@ -138,14 +140,14 @@ def build_raw_asset(
                 "used (from settings, else the previous day's): a tick change is reported, "
                 "not absorbed.",
             ),
-            check_names.partitioned_check(
+            partitioned_check(
                 check_names.DAY_HAS_ROWS,
                 partitions_def=partitions_def,
                 asset=name,
                 description="The day's dt folder holds files of this table and the day keeps "
                 "rows (ERROR; WARN for deltas, whose absence degrades the book's strategy).",
             ),
-            check_names.partitioned_check(
+            partitioned_check(
                 check_names.NO_PRECISION_LOSS,
                 partitions_def=partitions_def,
                 asset=name,

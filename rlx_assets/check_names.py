@@ -1,8 +1,5 @@
-"""Every asset check's name, in one place. Names state what must hold."""
-
-import warnings
-
-from dagster import AssetCheckSpec, PreviewWarning
+"""Every asset check's name, in one place. Names state what must hold. Plain strings (no
+Dagster), so that telemetry and alerts below the Dagster glue can name checks too."""
 
 BOOK_NEVER_CROSSED = "book_never_crossed"
 MID_DEVIATION_WITHIN_LIMIT = "mid_deviation_within_limit"
@@ -18,14 +15,3 @@ DAY_HAS_ROWS = "day_has_rows"
 BOOK_REPLAYED_FROM_DELTAS = "book_replayed_from_deltas"
 TOP_OF_BOOK_MATCHES_GOLDEN = "top_of_book_matches_golden"
 DISTRIBUTIONS_MATCH_GOLDEN = "distributions_match_golden"
-
-
-def partitioned_check(name: str, **kwargs) -> AssetCheckSpec:
-    """A check evaluated per partition, so the UI shows each day's result on its own.
-
-    Partitioned check specs are a Dagster preview feature; the warning on every load helps no
-    user, so it is silenced here, in one place.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PreviewWarning)
-        return AssetCheckSpec(name, **kwargs)
