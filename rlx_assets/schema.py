@@ -212,3 +212,17 @@ def median_price(table: pa.Table) -> float | None:
 
 def empty_table(table_name: str) -> pa.Table:
     return SCHEMAS[table_name].empty_table()
+
+
+def event_time(table: pa.Table | pa.RecordBatch) -> pa.Array:
+    """The time that places a row: origin_time, else received_time where the vendor left
+    origin_time empty or not positive (null where both are missing)."""
+    origin = table.column("origin_time")
+    valid = pc.fill_null(pc.greater(origin, 0), False)
+    times = pc.if_else(valid, origin, table.column("received_time"))
+    return times.combine_chunks() if isinstance(times, pa.ChunkedArray) else times
+
+
+def event_time_ns(table: pa.Table | pa.RecordBatch) -> np.ndarray:
+    """`event_time` as int64 nanoseconds, 0 where both times are missing."""
+    return pc.fill_null(event_time(table), 0).to_numpy(zero_copy_only=False).astype(np.int64)

@@ -32,17 +32,6 @@ from rlx_assets.engine.reconstruction import (
     opening_burst,
 )
 
-
-@dataclass
-class ChunkInput:
-    """A chunk of whole messages as `DayReplay.replay_chunk` takes it."""
-
-    data: ReplayInput
-    origin_time: pa.ChunkedArray  # of each message's first row
-    received_time: pa.ChunkedArray
-    message_time: np.ndarray  # origin_time, else received_time, else 0: for gaps per hour
-
-
 _ROW_ARRAYS = (
     "sequence",
     "resynced",
@@ -52,6 +41,16 @@ _ROW_ARRAYS = (
     "deviation",
     "message_time",
 )
+
+
+@dataclass
+class ChunkInput:
+    """A chunk of whole messages as `DayReplay.replay_chunk` takes it."""
+
+    data: ReplayInput
+    origin_time: pa.ChunkedArray  # of each message's first row
+    received_time: pa.ChunkedArray
+    message_time: np.ndarray  # origin_time, else received_time, else 0: for gaps per hour
 
 
 def message_figures(rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 NS_PER_DAY = 86_400 * 10**9
+NS_PER_MINUTE = 60 * 10**9
 
 
 def day_bounds_ns(day: dt.date) -> tuple[int, int]:

@@ -7,6 +7,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+_PAIRWISE_GROUP_ROWS = 32  # a group up to this size compares hashes pair by pair, not sorted
+
 
 def first_of_duplicates(table: pa.Table, columns: list[str], group: list[str]) -> np.ndarray:
     """True for the first occurrence of each distinct row (in the table's order). Rows are in
@@ -28,9 +30,6 @@ def first_of_duplicates(table: pa.Table, columns: list[str], group: list[str]) -
         first = frame[rows].select(pl.struct(pl.all()).is_first_distinct()).to_series()
         unique[rows] = first.to_numpy()
     return unique
-
-
-_PAIRWISE_GROUP_ROWS = 32  # a group up to this size compares hashes pair by pair, not sorted
 
 
 @numba.njit(cache=True, nogil=True)

@@ -33,7 +33,7 @@ from rlx_assets.engine.merge import (
     merge_rounds,
     sort_out_of_core,
 )
-from rlx_assets.schema import BOOK_LEVELS, book_level_columns
+from rlx_assets.schema import BOOK_LEVELS, book_level_columns, event_time
 
 TRADE, BOOK_DELTA, BOOK_SNAPSHOT = "TRADE", "BOOK_DELTA", "BOOK_SNAPSHOT"
 TYPE_RANK = {TRADE: 0, BOOK_DELTA: 1, BOOK_SNAPSHOT: 2}
@@ -75,20 +75,13 @@ def type_ranks(event_types: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return pc.index_in(event_types, value_set=_EVENT_TYPES).to_numpy(zero_copy_only=False)
 
 
-def _event_time(table: pa.Table) -> pa.Array:
-    """origin_time; received_time stands in where the vendor left origin_time empty."""
-    origin = table["origin_time"]
-    valid = pc.fill_null(pc.greater(origin, 0), False)
-    return pc.if_else(valid, origin, table["received_time"]).combine_chunks()
-
-
 # Each builder returns the event columns its type fills (the others are null in the stream).
 
 
 def trade_events(trades: pa.Table) -> pa.Table:
     return pa.table(
         {
-            "event_timestamp": _event_time(trades),
+            "event_timestamp": event_time(trades),
             "trade_id": trades["trade_id"].combine_chunks(),
             "trade_price": trades["price"].combine_chunks(),
             "trade_quantity": trades["quantity"].combine_chunks(),
@@ -102,7 +95,7 @@ def delta_events(deltas: pa.Table) -> pa.Table:
     sides = pc.if_else(deltas["side_is_bid"], "BID", "ASK").combine_chunks()
     return pa.table(
         {
-            "event_timestamp": _event_time(deltas),
+            "event_timestamp": event_time(deltas),
             "update_id": deltas["sequence_number"].combine_chunks(),
             "delta_side": sides.cast(pa.string()),
             "delta_price": deltas["price"].combine_chunks(),
@@ -141,7 +134,7 @@ def _levels(book: pa.Table, side: str) -> pa.Array:
 def snapshot_events(book: pa.Table) -> pa.Table:
     return pa.table(
         {
-            "event_timestamp": _event_time(book),
+            "event_timestamp": event_time(book),
             "update_id": book["sequence_number"].combine_chunks(),
             "bids": _levels(book, "bid"),
             "asks": _levels(book, "ask"),
@@ -230,7 +223,7 @@ def _in_event_order(spec: _Input, source: BatchSource, batch_rows: int) -> bool:
     for table in _rows(spec, source, spec.key_columns, batch_rows):
         if table.num_rows == 0:
             continue
-        time = key_values(_event_time(table))
+        time = key_values(event_time(table))
         ids = key_values(table[spec.id_column])
         if last is not None and (int(time[0]), int(ids[0])) < last:
             return False

@@ -62,6 +62,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rlx_assets.engine.golden import GoldenSample
+from rlx_assets.schema import event_time_ns
 
 PASS, FAIL = "PASS", "FAIL"
 RECONSTRUCTED, GOLDEN = "reconstructed", "golden"  # the order of each sample pair, for plot labels
@@ -265,13 +266,6 @@ def _describe_gaps(gaps: pa.Table) -> str:
     return "; ".join(described)
 
 
-def _event_time(table: pa.Table | pa.RecordBatch) -> np.ndarray:
-    """origin_time, with received_time where the vendor left origin_time empty (as events.py)."""
-    origin = table.column("origin_time")
-    valid = pc.fill_null(pc.greater(origin, 0), False)
-    return pc.if_else(valid, origin, table.column("received_time")).to_numpy(zero_copy_only=False)
-
-
 def _floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Decimals as float64 (nulls as NaN), for statistics only."""
     return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
@@ -427,7 +421,7 @@ def _compare_trades(
     end: int,
     gaps: _Windows,
 ) -> None:
-    mine_time = _event_time(trades)
+    mine_time = event_time_ns(trades)
     inside = (mine_time >= start) & (mine_time <= end)
     kept = inside & ~gaps.inside(mine_time)
     report.trades_excluded_reconstructed = int(inside.sum() - kept.sum())
@@ -526,7 +520,7 @@ def compare_day_batches(
             np.array([t.min(), t.max()])
             for source in (book, trades)
             for batch in source(_TIME_COLUMNS)
-            if (t := _event_time(batch)).size
+            if (t := event_time_ns(batch)).size
         ]
     )
     window = _window(golden, ours)
@@ -534,7 +528,7 @@ def compare_day_batches(
     for name, source, columns in (("book", book, BOOK_COLUMNS), ("trades", trades, TRADE_COLUMNS)):
         kept = []
         for batch in source(columns) if window is not None else ():
-            time = _event_time(batch)
+            time = event_time_ns(batch)
             kept.append(batch.filter(pa.array((time >= window[0]) & (time <= window[1]))))
         schema = kept[0].schema if kept else None
         inside[name] = (
@@ -550,7 +544,7 @@ def compare_day(
     thresholds: FidelityThresholds | None = None,
 ) -> FidelityReport:
     """Judge a day's `reconstructed_book` and `raw_trades` against a parsed golden sample."""
-    ours = _span([_event_time(book), _event_time(trades)])
+    ours = _span([event_time_ns(book), event_time_ns(trades)])
     return _compare(book, trades, golden, _window(golden, ours), thresholds)
 
 
@@ -573,7 +567,7 @@ def _compare(
         start, end = window
         report.golden_window_start, report.golden_window_end = start, end
         report.golden_gap_excluded_ms = gaps.times.covered_ns(start, end) / _NS_PER_MS
-        time = _event_time(book)
+        time = event_time_ns(book)
         rows = _unique_sorted(
             book.filter(pa.array((time >= start) & (time <= end))), "sequence_number"
         )

@@ -25,7 +25,7 @@ from rlx_assets.engine.duplicates import first_of_duplicates
 from rlx_assets.engine.grid_tally import GridTally, present_values
 from rlx_assets.engine.out_of_place import WithoutMessages, messages_out_of_place
 from rlx_assets.engine.runs import MemoryRuns, Run, RunStore, SortedRuns, groups_whole
-from rlx_assets.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns
+from rlx_assets.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns, event_time_ns
 
 DIGITS_KEYS = {"price": b"rlx.price_digits", "size": b"rlx.size_digits"}
 
@@ -134,13 +134,6 @@ def _quarantine_reasons(table_name: str, table: pa.Table) -> np.ndarray:
     return np.asarray(names, dtype=object)[codes]
 
 
-def _effective_time(table: pa.Table) -> np.ndarray:
-    """origin_time where valid, else received_time (rows with neither are quarantined)."""
-    origin = pc.fill_null(table["origin_time"], 0).to_numpy()
-    received = pc.fill_null(table["received_time"], 0).to_numpy()
-    return np.where(origin > 0, origin, received)
-
-
 # Sort keys of a partition: int64 columns added while reading, compared left to right; `_order`
 # (source index << 40 | row in source) makes every key unique and keeps arrival order in ties.
 ORDER = "_order"
@@ -203,7 +196,7 @@ class _Partition:
         under (it is quarantined, and must be so in one partition only)."""
         order = np.arange(first_row, first_row + table.num_rows, dtype=np.int64)
         order += source << _SOURCE_SHIFT
-        time = _effective_time(table)
+        time = event_time_ns(table)
         filed_start, filed_end = day_bounds_ns(self.sources[source])
         far = (time > 0) & (
             (time < filed_start - FAR_FROM_FILED_NS) | (time >= filed_end + FAR_FROM_FILED_NS)
@@ -264,7 +257,7 @@ class _Partition:
             sequence = kept[SEQUENCE_KEY].to_numpy()
             first = np.ones(sequence.size, dtype=bool)
             first[1:] = sequence[1:] != sequence[:-1]
-            self.message_times.append(_effective_time(kept.filter(pa.array(first))))
+            self.message_times.append(event_time_ns(kept.filter(pa.array(first))))
         kept = kept.select(self.columns)
         prices, sizes = _price_columns(self.table_name)
         self.grids["price"].add(present_values(kept, prices))

@@ -308,7 +308,7 @@ def _first_last(values, groups, n_groups) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass
-class _Book:
+class PublishedBook:
     times: np.ndarray  # int64 ns, non-decreasing
     sequence: np.ndarray
     bid_prices: np.ndarray  # (rows, 20) float64, NaN where the side is shallower
@@ -332,9 +332,9 @@ def matrix(book: pa.Table, side: str, kind: str, null: float) -> np.ndarray:
     return np.ascontiguousarray(columns.T) if kind == "price" else columns.T
 
 
-def _read_book(book: pa.Table) -> _Book:
+def _read_book(book: pa.Table) -> PublishedBook:
     rows = book.num_rows
-    return _Book(
+    return PublishedBook(
         times=_monotone(_event_times(book)) if rows else np.zeros(0, np.int64),
         sequence=book["sequence_number"].to_numpy().astype(np.int64, copy=False),
         bid_prices=matrix(book, "bid", "price", np.nan),
@@ -350,7 +350,7 @@ def _read_book(book: pa.Table) -> _Book:
     )
 
 
-def _row_stats(state: _Book) -> dict[str, np.ndarray]:
+def _row_stats(state: PublishedBook) -> dict[str, np.ndarray]:
     """Per book row: the quantities the per-minute statistics summarize."""
     mid = state.mid  # NaN unless both sides have a best level
     stats = {"spread": state.spread, "mid": mid}
@@ -429,7 +429,7 @@ def _minute_book_stats(
     return columns
 
 
-def _level_changes(state: _Book) -> dict[str, np.ndarray]:
+def changed_levels(state: PublishedBook) -> dict[str, np.ndarray]:
     """Per side and level: consecutive row pairs where the level's price or size differs."""
     changes = {}
     for side, prices, sizes in (
@@ -493,7 +493,7 @@ def _messages(sequence: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(starts).astype(np.int64), np.concatenate(numbers).astype(np.int64)
 
 
-def _prior_rows(state: _Book, message_sequence: np.ndarray) -> np.ndarray:
+def prior_rows(state: PublishedBook, message_sequence: np.ndarray) -> np.ndarray:
     """Per message: the book row before its own (the book it was applied to), -1 if none."""
     if state.rows == 0:
         return np.full(message_sequence.size, -1, dtype=np.int64)
@@ -506,13 +506,13 @@ def _prior_rows(state: _Book, message_sequence: np.ndarray) -> np.ndarray:
 
 
 def _delta_levels(
-    deltas: pa.Table, starts: np.ndarray, message_sequence: np.ndarray, state: _Book
+    deltas: pa.Table, starts: np.ndarray, message_sequence: np.ndarray, state: PublishedBook
 ) -> np.ndarray:
     """Counts (2 sides x _CODES): delta rows by the level of the pre-message book they hit.
 
     Chunk by chunk, so a 40-million-row day needs no day-long temporaries."""
     counts = np.zeros((2, _CODES), dtype=np.int64)
-    prior = _prior_rows(state, message_sequence)
+    prior = prior_rows(state, message_sequence)
     rows = deltas.num_rows
     for begin in range(0, rows, _CHUNK_ROWS):
         end = min(begin + _CHUNK_ROWS, rows)
@@ -532,7 +532,7 @@ def _delta_levels(
     return counts
 
 
-def _frequency_table(changes: dict, delta_counts: np.ndarray, book_rows: int) -> pa.Table:
+def frequency_table(changes: dict, delta_counts: np.ndarray, book_rows: int) -> pa.Table:
     pairs = book_rows - 1
     total_deltas = int(delta_counts.sum())
     sides, levels, buckets, change_counts, delta_rows = [], [], [], [], []
@@ -634,7 +634,7 @@ def microstructure_metrics(
     )
 
     delta_counts = _delta_levels(deltas, starts, message_sequence, state)
-    frequency = _frequency_table(_level_changes(state), delta_counts, state.rows)
+    frequency = frequency_table(changed_levels(state), delta_counts, state.rows)
     summary = _summary(stats, segments, per_minute, delta_counts)
     return MicrostructureResult(per_minute, frequency, summary)
 

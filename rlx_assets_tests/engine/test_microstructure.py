@@ -10,14 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlx_assets.engine import quality
-from rlx_assets.engine.decimals import DECIMAL_TYPE, scaled_to_decimal
-from rlx_assets.engine.microstructure import (
-    PER_MINUTE_SCHEMA,
-    UPDATE_FREQUENCY_SCHEMA,
-    decimal_difference,
-    microstructure_metrics,
-    to_float,
-)
+from rlx_assets.engine.decimals import DECIMAL_TYPE, decimal_difference, scaled_to_decimal, to_float
+from rlx_assets.engine.level_changes import UPDATE_FREQUENCY_SCHEMA
+from rlx_assets.engine.microstructure import PER_MINUTE_SCHEMA, microstructure_metrics
 from rlx_assets.engine.raw import clean_day
 from rlx_assets.engine.reconstruct import reconstruct_day
 from rlx_assets.lake.files import FileLake
