@@ -47,8 +47,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from _machine import available_memory
 
-from rlx_assets.engine.book import LEVELS, BookSide, ReplayInput, message_starts, replay
+from rlx_assets.engine.book import replay
 from rlx_assets.engine.book_tables import day_digits, recorded_digits
+from rlx_assets.engine.book_types import LEVELS, BookSide, ReplayInput, message_starts
 from rlx_assets.engine.day_replay import DayReplay
 from rlx_assets.engine.decimals import (
     infer_step_exponent,

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from rlx_assets.engine.book import BookSide, ReplayInput, message_starts, replay
+from rlx_assets.engine.book import replay
+from rlx_assets.engine.book_types import BookSide, ReplayInput, message_starts
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT.parent / "shared" / "fixtures" / "binance-spot-btcusdt"

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rlx_assets.engine.book import LEVELS, BookSide
+from rlx_assets.engine.book_types import LEVELS, BookSide
 from rlx_assets.engine.decimals import (
     decimal_digits_needed,
     decimal_to_scaled,

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rlx_assets.engine.book import BookSide, ReplayInput, message_starts, replay
+from rlx_assets.engine.book import replay
 from rlx_assets.engine.book_tables import (
     book_table,
     crossed_rows,
@@ -21,6 +21,7 @@ from rlx_assets.engine.book_tables import (
     state_sides,
     state_table,
 )
+from rlx_assets.engine.book_types import BookSide, ReplayInput, message_starts
 from rlx_assets.engine.decimals import decimal_to_scaled
 from rlx_assets.engine.quality import filled_after, per_hour, sequence_id_gaps
 from rlx_assets.engine.reconstruction import (

@@ -13,7 +13,16 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-LEVELS = 20
+from rlx_assets.engine.book_types import (
+    LEVELS,
+    BookSide,
+    empty_output,
+    message_arrays,
+    output_buffers,
+    snapshot_matrices,
+)
+from rlx_assets.engine.sorted_book import replay_sorted
+
 MAX_CELLS = 1 << 24  # per side: 16M cells, 2 arrays of int64 -> 256 MB at most
 DONE = 0
 NEEDS_FAR_LEVELS = 1  # a side's window ran short of 20 levels while levels lay beyond it
@@ -67,41 +76,30 @@ def _far_apply(keys, sizes, stamps, count, key, size, stamp):
 
 
 @numba.njit(cache=True, nogil=True)
-def _replay_dense(
-    message_starts,
-    sequence_numbers,
-    side_is_bid,
-    cells_of_rows,
-    sizes,
-    snapshot_of_message,
-    snap_bid_cells,
-    snap_bid_sizes,
-    snap_ask_cells,
-    snap_ask_sizes,
-    force_resync_message,
-    prices,
-    far_bid_keys,
-    far_bid_sizes,
-    far_bid_stamps,
-    far_bids,
-    far_ask_keys,
-    far_ask_sizes,
-    far_ask_stamps,
-    far_asks,
-    bid_sizes,
-    bid_stamps,
-    ask_sizes,
-    ask_stamps,
-    out_bid_cells,
-    out_bid_sizes,
-    out_ask_cells,
-    out_ask_sizes,
-    out_resynced,
-    out_repaired,
-    out_checked,
-    out_match,
-    out_mid_cells,
-):
+def _replay_dense(messages, snapshots, force_resync_message, prices, far_bid, far_ask, grid, out):
+    (
+        message_starts,
+        sequence_numbers,
+        side_is_bid,
+        cells_of_rows,
+        sizes,
+        snapshot_of_message,
+    ) = messages
+    snap_bid_cells, snap_bid_sizes, snap_ask_cells, snap_ask_sizes = snapshots
+    far_bid_keys, far_bid_sizes, far_bid_stamps, far_bids = far_bid
+    far_ask_keys, far_ask_sizes, far_ask_stamps, far_asks = far_ask
+    bid_sizes, bid_stamps, ask_sizes, ask_stamps = grid
+    (
+        out_bid_cells,
+        out_bid_sizes,
+        out_ask_cells,
+        out_ask_sizes,
+        out_resynced,
+        out_repaired,
+        out_checked,
+        out_match,
+        out_mid_cells,
+    ) = out
     cells = bid_sizes.shape[0]
     bid_count = 0
     ask_count = 0
@@ -433,17 +431,8 @@ def replay_dense(data, bids, asks):
     short of 20 levels inside the window while levels wait beyond it, or a row land beyond the
     window on the touch's side, the chunk is replayed by the sorted kernel instead.
     """
-    from rlx_assets.engine.book import (
-        LEVELS,
-        BookSide,
-        _replay_sorted,
-        empty_output,
-        message_arrays,
-        output_buffers,
-        snapshot_matrices,
-    )
-
-    starts, sequence, side_is_bid, prices, sizes, snapshot_of_message = message_arrays(data)
+    messages = message_arrays(data)
+    prices, side_is_bid = messages.prices, messages.side_is_bid
     snapshot_prices = [
         np.asarray(data.snapshot_bid_prices)[np.asarray(data.snapshot_bid_sizes) > 0],
         np.asarray(data.snapshot_ask_prices)[np.asarray(data.snapshot_ask_sizes) > 0],
@@ -498,24 +487,22 @@ def replay_dense(data, bids, asks):
         far_arrays += [*arrays, count]
     out = empty_output(data, bids, asks)  # prices hold cells until converted below
     snapshots = snapshot_matrices(data)
-    snapshots[0] = np.where(snapshots[1] > 0, to_cells(snapshots[0]), 0)
-    snapshots[2] = np.where(snapshots[3] > 0, to_cells(snapshots[2]), 0)
+    snapshots = snapshots._replace(
+        bid_prices=np.where(snapshots.bid_sizes > 0, to_cells(snapshots.bid_prices), 0),
+        ask_prices=np.where(snapshots.ask_sizes > 0, to_cells(snapshots.ask_prices), 0),
+    )
     status, far_bids, far_asks = _replay_dense(
-        starts,
-        sequence,
-        side_is_bid,
-        row_cells,
-        sizes,
-        snapshot_of_message,
-        *snapshots,
+        messages._replace(prices=row_cells),
+        snapshots,
         data.force_resync_message,
         prices,
-        *far_arrays,
-        *side_arrays,
-        *output_buffers(out),
+        tuple(far_arrays[0:4]),
+        tuple(far_arrays[4:8]),
+        tuple(side_arrays),
+        output_buffers(out),
     )
     if status == NEEDS_FAR_LEVELS:
-        return _replay_sorted(data, bids, asks)
+        return replay_sorted(data, bids, asks)
     # Cells back to prices; empty levels stay 0 as in the sorted kernel.
     out.bid_prices = np.where(out.bid_sizes > 0, base + out.bid_prices * step, 0)
     out.ask_prices = np.where(out.ask_sizes > 0, base + out.ask_prices * step, 0)

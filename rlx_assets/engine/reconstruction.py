@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from rlx_assets.engine.book import LEVELS
+from rlx_assets.engine.book_types import LEVELS
 
 FULL_REPLAY = "full_replay"
 SNAPSHOT_ANCHORED = "snapshot_anchored"

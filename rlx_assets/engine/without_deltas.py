@@ -8,7 +8,6 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 
-from rlx_assets.engine.book import BookSide
 from rlx_assets.engine.book_tables import (
     STATE_SCHEMA,
     book_table,
@@ -20,6 +19,7 @@ from rlx_assets.engine.book_tables import (
     state_table,
     table_digits,
 )
+from rlx_assets.engine.book_types import BookSide
 from rlx_assets.engine.reconstruction import Reconstruction
 
 

@@ -3,7 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlx_assets.engine.book import LEVELS, BookSide, ReplayInput, message_starts, replay
+from rlx_assets.engine.book import replay
+from rlx_assets.engine.book_types import LEVELS, BookSide, ReplayInput, message_starts
 from rlx_assets_tests.engine.reference_book import ReferenceBook
 
 Message = list[tuple[bool, int, int]]  # (is_bid, price, size) rows of one exchange message
@@ -209,6 +210,7 @@ def _same(first, second) -> None:
 def test_far_levels_wait_outside_the_dense_window(monkeypatch) -> None:
     """A book reaching 10M ticks from the mid replays on a small dense window, far levels kept."""
     import rlx_assets.engine.book as book
+    import rlx_assets.engine.dense_book as dense_book
     from rlx_assets.engine.dense_book import replay_dense
 
     bids, asks = _deep_book(near=30, far=5, best_bid=1_000, best_ask=1_001)
@@ -219,7 +221,7 @@ def test_far_levels_wait_outside_the_dense_window(monkeypatch) -> None:
     def no_fallback(*args):
         raise AssertionError("the window sufficed; the sorted kernel must not run")
 
-    monkeypatch.setattr(book, "_replay_sorted", no_fallback)
+    monkeypatch.setattr(dense_book, "replay_sorted", no_fallback)
     out = replay_dense(data, bids, asks)
     _same(out, expected)
     assert out.bids.prices[0] == 1_000 - 10_000_000 - 4  # the far levels are still there

@@ -35,8 +35,8 @@ from rlx_assets.defs.book.streaming import (
     stream_day,
 )
 from rlx_assets.defs.checks import partitioned_check
-from rlx_assets.engine.book import message_starts
 from rlx_assets.engine.book_tables import day_digits, recorded_digits
+from rlx_assets.engine.book_types import message_starts
 from rlx_assets.engine.day_replay import DayReplay
 from rlx_assets.engine.days import day_bounds_ns
 from rlx_assets.engine.events import EVENT_SCHEMA, BatchSource, EventTally, unified_event_batches
