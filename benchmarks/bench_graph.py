@@ -100,14 +100,15 @@ def step_build(work: Path, scale: float, days: list[dt.date]) -> dict[str, Any]:
     pyarrow's default Parquet options (snappy, dictionaries, 1Mi-row groups, statistics)."""
     import pyarrow.parquet as pq
 
-    from rlx_assets.lake import synthetic
+    from rlx_assets.lake.synthetic import day as synthetic_day
+    from rlx_assets.lake.synthetic.lake import SyntheticLake
 
-    lake = synthetic.SyntheticLake(scale=scale)
+    lake = SyntheticLake(scale=scale)
     built: dict[str, Any] = {}
     for day in days:
         # A dt folder needs the origin days D-1 and D. The simulator caches four (~18 GB at
         # scale 2); clearing before each folder keeps two, at the cost of simulating most twice.
-        synthetic._origin_day.cache_clear()
+        synthetic_day._origin_day.cache_clear()
         started = time.perf_counter()
         built[str(day)] = {}
         for table in TABLES:
@@ -120,7 +121,7 @@ def step_build(work: Path, scale: float, days: list[dt.date]) -> dict[str, Any]:
             built[str(day)][table] = {"rows": rows.num_rows, "bytes": path.stat().st_size}
             del rows
         built[str(day)]["seconds"] = time.perf_counter() - started
-    synthetic._origin_day.cache_clear()
+    synthetic_day._origin_day.cache_clear()
     return built
 
 

@@ -126,7 +126,7 @@ def step_build(work: Path, scale: float) -> dict[str, Any]:
     bounded amount of memory.
     """
     from rlx_assets.engine.raw import clean_day
-    from rlx_assets.lake.synthetic import generate_origin_day
+    from rlx_assets.lake.synthetic.day import generate_origin_day
 
     started = time.perf_counter()
     tables = generate_origin_day(EXCHANGE, SYMBOL, DAY, scale)

@@ -91,7 +91,7 @@ def open_lake(settings: RlxSettings) -> Lake:
     protocol = protocol.lower() if protocol else None
     if protocol == "synthetic":
         # Imported here: the simulator is heavy and only this source needs it.
-        from rlx_assets.lake.synthetic import SyntheticLake
+        from rlx_assets.lake.synthetic.lake import SyntheticLake
 
         return SyntheticLake(scale=settings.synthetic_scale, url=settings.lake_url)
     if protocol in _S3_PROTOCOLS:

@@ -185,9 +185,9 @@ def test_open_lake_synthetic_is_imported_lazily(monkeypatch: pytest.MonkeyPatch)
         def __init__(self, scale: float, url: str) -> None:
             self.scale, self.url = scale, url
 
-    module = types.ModuleType("rlx_assets.lake.synthetic")
+    module = types.ModuleType("rlx_assets.lake.synthetic.lake")
     module.SyntheticLake = FakeSyntheticLake  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "rlx_assets.lake.synthetic", module)
+    monkeypatch.setitem(sys.modules, "rlx_assets.lake.synthetic.lake", module)
 
     lake = open_lake(RlxSettings(lake_url="synthetic://", synthetic_scale=0.01))
 

@@ -21,8 +21,10 @@ import pyarrow.compute as pc
 import pytest
 
 from rlx_assets import schema
-from rlx_assets.lake import synthetic
-from rlx_assets.lake.synthetic import SyntheticLake, generate_origin_day
+from rlx_assets.lake.synthetic import day as synthetic_day
+from rlx_assets.lake.synthetic import market
+from rlx_assets.lake.synthetic.day import generate_origin_day
+from rlx_assets.lake.synthetic.lake import SyntheticLake
 
 EXCHANGE = "BINANCE"
 SYMBOL = "BTC-USDT"
@@ -38,7 +40,7 @@ GRIDS = {"BTC-USDT": (2, 5), "ETH-USDT": (2, 4), "SOL-USDT": (4, 2)}
 Book = tuple[dict[float, float], dict[float, float]]  # bids, asks: price -> size
 
 
-def _day_start_ns(day: dt.date) -> int:
+def day_start_ns(day: dt.date) -> int:
     return (day - dt.date(1970, 1, 1)).days * DAY_NS
 
 
@@ -162,7 +164,7 @@ def test_tables_have_the_canonical_schemas(day0: dict[str, pa.Table]) -> None:
 
 def test_same_inputs_give_identical_tables() -> None:
     first = generate_origin_day(EXCHANGE, "ETH-USDT", DAY, 0.001)
-    synthetic._origin_day.cache_clear()
+    synthetic_day._origin_day.cache_clear()
     second = generate_origin_day(EXCHANGE, "ETH-USDT", DAY, 0.001)
     for name in schema.TABLES:
         assert first[name] is not second[name]
@@ -185,7 +187,7 @@ def test_same_inputs_give_identical_tables_in_another_process() -> None:
     code = (
         "import datetime as dt, hashlib, json\n"
         "import pyarrow as pa\n"
-        "from rlx_assets.lake.synthetic import generate_origin_day\n"
+        "from rlx_assets.lake.synthetic.day import generate_origin_day\n"
         "digests = {}\n"
         "tables = generate_origin_day('BINANCE', 'BTC-USDT', dt.date(2024, 8, 8), 0.0005)\n"
         "for name, table in tables.items():\n"
@@ -252,7 +254,7 @@ def test_messages_have_increasing_jumping_sequence_numbers(day0: dict[str, pa.Ta
 
 def test_day_opens_with_a_full_book_burst(day0: dict[str, pa.Table]) -> None:
     seq, origin, _, rows = next(_messages(day0[schema.BOOK_DELTAS]))
-    assert origin == _day_start_ns(DAY)
+    assert origin == day_start_ns(DAY)
     bids = [row for row in rows if row[0]]
     asks = [row for row in rows if not row[0]]
     assert min(size for *_, size in rows) > 0
@@ -330,7 +332,7 @@ def test_received_after_origin_by_milliseconds(day0: dict[str, pa.Table]) -> Non
         assert delay.min() > 0 and delay.max() < 50 * 10**6, name
         assert np.all(np.diff(table["received_time"].to_numpy()) >= 0), name
         origin = table["origin_time"].to_numpy()
-        assert origin.min() >= _day_start_ns(DAY) and origin.max() < _day_start_ns(NEXT_DAY)
+        assert origin.min() >= day_start_ns(DAY) and origin.max() < day_start_ns(NEXT_DAY)
 
 
 def test_read_day_files_rows_by_received_time_none_lost_or_doubled() -> None:
@@ -344,7 +346,7 @@ def test_read_day_files_rows_by_received_time_none_lost_or_doubled() -> None:
             (rows,) = files.tables
             assert rows.schema == schema.SCHEMAS[name]
             received = rows["received_time"].to_numpy()
-            start = _day_start_ns(day)
+            start = day_start_ns(day)
             assert received.min() >= start and received.max() < start + DAY_NS
             order = rows.sort_by([("received_time", "ascending"), (key, "ascending")])
             assert order.equals(rows), f"{name} {day}: not in receive order"
@@ -352,14 +354,14 @@ def test_read_day_files_rows_by_received_time_none_lost_or_doubled() -> None:
         # Re-split by origin day: exactly the generated rows, in the same order.
         everything = pa.concat_tables(filed)
         origin = everything["origin_time"]
-        start = _day_start_ns(DAY)
+        start = day_start_ns(DAY)
         mine = everything.filter(
             pc.and_(pc.greater_equal(origin, start), pc.less(origin, start + DAY_NS))
         )
         assert mine.equals(generate_origin_day(EXCHANGE, SYMBOL, DAY, SCALE)[name]), name
     # The reconciliation message, 1 ms before midnight, is received (and filed) the next day.
     next_deltas = lake.read_day(schema.BOOK_DELTAS, EXCHANGE, SYMBOL, NEXT_DAY).tables[0]
-    early = pc.less(next_deltas["origin_time"], _day_start_ns(NEXT_DAY))
+    early = pc.less(next_deltas["origin_time"], day_start_ns(NEXT_DAY))
     assert 0 < pc.sum(early).as_py() < next_deltas.num_rows
 
 
@@ -407,10 +409,10 @@ def test_volume_is_linear_in_scale(scale: float) -> None:
             "trades": tables[schema.TRADES].num_rows,
         }
         target = {
-            "messages": synthetic.MESSAGES_PER_DAY * scale,
-            "delta rows": synthetic.DELTA_ROWS_PER_DAY * scale,
-            "snapshots": synthetic.MESSAGES_PER_DAY * scale,
-            "trades": synthetic.TRADES_PER_DAY * scale,
+            "messages": market.MESSAGES_PER_DAY * scale,
+            "delta rows": market.DELTA_ROWS_PER_DAY * scale,
+            "snapshots": market.MESSAGES_PER_DAY * scale,
+            "trades": market.TRADES_PER_DAY * scale,
         }
         for what, value in observed.items():
             assert 0.8 <= value / target[what] <= 1.2, f"{day} {what}: {value} vs {target[what]}"

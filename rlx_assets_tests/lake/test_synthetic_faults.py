@@ -17,15 +17,16 @@ from rlx_assets import schema
 from rlx_assets.engine.raw import RawDay, clean_day
 from rlx_assets.engine.reconstruct import reconstruct_day
 from rlx_assets.engine.reconstruction import Reconstruction
-from rlx_assets.lake import synthetic_faults
 from rlx_assets.lake.open import open_lake
-from rlx_assets.lake.synthetic import SyntheticLake, generate_origin_day
-from rlx_assets.lake.synthetic_faults import (
+from rlx_assets.lake.synthetic import faults as synthetic_faults
+from rlx_assets.lake.synthetic.day import generate_origin_day
+from rlx_assets.lake.synthetic.faults import (
     FaultRates,
     FaultyDay,
     faulty_origin_day,
     injected_faults,
 )
+from rlx_assets.lake.synthetic.lake import SyntheticLake
 from rlx_assets.settings import RlxSettings
 
 EXCHANGE = "BINANCE"

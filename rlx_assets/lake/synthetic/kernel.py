@@ -25,7 +25,7 @@ BEST = 0  # + side
 FAR = 2  # + side
 COUNT = 4  # + side
 
-# Slots of the float parameter array `prm` (built by `synthetic.py`).
+# Slots of the float parameter array `prm` (built by `market.kernel_params`).
 P_XMAX = 0  # ticks from the best within which order flow lands
 P_GAP = 1  # mean distance between levels (ticks)
 P_RHO_TOP = 2  # chance that a tick uncovered by a price move gets a new level

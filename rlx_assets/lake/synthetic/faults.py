@@ -1,9 +1,9 @@
 """Real-world faults for `synthetic://`, injected at configurable rates into a clean origin day.
 
-The clean simulator (`synthetic.py`) stays the ground truth: faults are applied afterwards, to
-new tables built from the clean ones (never in place), and `injected_faults` reports how many of
-each were injected, so tests can hold the pipeline's figures against them. Users switch faults on
-through the lake URL, e.g. `RLX_LAKE_URL=synthetic://?faults=gaps=0.001,duplicates=0.0005`.
+The clean simulator (`day.py`, `market.py`) stays the ground truth: faults are applied
+afterwards, to new tables built from the clean ones (never in place), and `injected_faults`
+reports how many of each were injected, so tests can hold the pipeline's figures against them.
+Users switch faults on through the lake URL, e.g. `RLX_LAKE_URL=synthetic://?faults=gaps=0.001,duplicates=0.0005`.
 
 Each fault draws from its own seed (SHA-256 of the fault, the table, exchange, symbol, date and
 scale) over the rows of the *clean* day, so one fault's choices never depend on which others are
@@ -48,7 +48,8 @@ import pyarrow.compute as pc
 from numba import njit
 
 from rlx_assets import schema
-from rlx_assets.lake import synthetic
+from rlx_assets.lake.synthetic import day as synthetic_day
+from rlx_assets.lake.synthetic import market
 
 GAPS = "gaps"
 STALE_LEVELS = "stale_levels"
@@ -63,7 +64,7 @@ SKEW_MAX_NS = 30 * 10**9
 SKEW_BURST_MESSAGES = 16  # mean burst length
 ACROSS_MIDNIGHT_NS = 5 * 10**9  # duplicates of rows received this close to midnight change dt
 OUTSIDE_TICKS = (2, 10)  # how far beyond the touch an outside trade prints
-_DAY_NS = synthetic.DAY_NS
+_DAY_NS = market.DAY_NS
 
 
 @dataclass(frozen=True)
@@ -192,10 +193,10 @@ def injected_faults(
 def faulty_origin_day(
     exchange: str, symbol: str, day: dt.date, scale: float, faults: FaultRates
 ) -> FaultyDay:
-    """The origin day of `synthetic.generate_origin_day` with `faults` injected (deterministic)."""
+    """The origin day of `day.generate_origin_day` with `faults` injected (deterministic)."""
     if not (scale > 0 and math.isfinite(scale)):
         raise ValueError(f"synthetic://: scale must be a positive number, got {scale!r}")
-    return _faulty_origin_day(exchange, symbol, synthetic._as_date(day), float(scale), faults)
+    return _faulty_origin_day(exchange, symbol, market.as_date(day), float(scale), faults)
 
 
 @lru_cache(maxsize=3)
@@ -203,8 +204,8 @@ def _faulty_origin_day(
     exchange: str, symbol: str, day: dt.date, scale: float, faults: FaultRates
 ) -> FaultyDay:
     # Three origin days (D-1, D, D+1) are what one dt file with faults needs.
-    clean = synthetic.generate_origin_day(exchange, symbol, day, scale)
-    return _inject(clean, synthetic.instrument(symbol), faults, (exchange, symbol, day, scale))
+    clean = synthetic_day.generate_origin_day(exchange, symbol, day, scale)
+    return _inject(clean, market.instrument(symbol), faults, (exchange, symbol, day, scale))
 
 
 # --- Injection -------------------------------------------------------------------------------
@@ -244,9 +245,9 @@ class _Edit:
         return pa.table(columns, schema=self.clean.schema)
 
 
-def _rng(key: tuple, fault: str, table: str) -> np.random.Generator:
+def seeded_rng(key: tuple, fault: str, table: str) -> np.random.Generator:
     exchange, symbol, day, scale = key
-    return synthetic._rng("faults", fault, table, exchange, symbol, day, repr(scale))
+    return market.seeded_rng("faults", fault, table, exchange, symbol, day, repr(scale))
 
 
 def _message_index(sequence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -257,7 +258,7 @@ def _message_index(sequence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _inject(
-    clean: dict[str, pa.Table], inst: synthetic.Instrument, faults: FaultRates, key: tuple
+    clean: dict[str, pa.Table], inst: market.Instrument, faults: FaultRates, key: tuple
 ) -> FaultyDay:
     edits = {name: _Edit(clean[name]) for name in schema.TABLES}
     counts = {fault: dict.fromkeys(schema.TABLES, 0) for fault in FaultRates.names()}
@@ -266,7 +267,7 @@ def _inject(
     n_messages = first_rows.size
 
     if faults.gaps > 0:
-        drop = _rng(key, GAPS, schema.BOOK_DELTAS).random(n_messages) < faults.gaps
+        drop = seeded_rng(key, GAPS, schema.BOOK_DELTAS).random(n_messages) < faults.gaps
         drop[[0, -1]] = False  # the midnight messages: the collector's REST snapshot, the close
         deltas.keep &= ~drop[message]
         counts[GAPS][schema.BOOK_DELTAS] = int(drop.sum())
@@ -276,7 +277,7 @@ def _inject(
 
     if faults.trades_outside_book > 0:
         trades = edits[schema.TRADES]
-        rng = _rng(key, TRADES_OUTSIDE_BOOK, schema.TRADES)
+        rng = seeded_rng(key, TRADES_OUTSIDE_BOOK, schema.TRADES)
         n = trades.clean.num_rows
         picked = rng.random(n) < faults.trades_outside_book
         beyond = rng.integers(OUTSIDE_TICKS[0], OUTSIDE_TICKS[1] + 1, n)
@@ -307,7 +308,7 @@ def _inject(
             if name == schema.BOOK_DELTAS:
                 eligible &= edit.clean.column("size").to_numpy() > 0
             for column in columns:
-                rng = _rng(key, f"{OFF_GRID}:{column}", name)
+                rng = seeded_rng(key, f"{OFF_GRID}:{column}", name)
                 picked = (rng.random(edit.clean.num_rows) < faults.off_grid) & eligible
                 tenths = rng.integers(1, 10, edit.clean.num_rows)
                 values = edit.column(column)
@@ -318,7 +319,7 @@ def _inject(
 
     if faults.origin_time_nulls > 0:
         for name, edit in edits.items():
-            rng = _rng(key, ORIGIN_TIME_NULLS, name)
+            rng = seeded_rng(key, ORIGIN_TIME_NULLS, name)
             if name == schema.BOOK_DELTAS:
                 # Whole messages, and 0 rather than null (see the module docstring).
                 picked = (rng.random(n_messages) < faults.origin_time_nulls)[message]
@@ -332,7 +333,7 @@ def _inject(
             counts[ORIGIN_TIME_NULLS][name] = int(picked.sum())
 
     if faults.clock_skew > 0:
-        offsets = _skew_bursts(n_messages, faults.clock_skew, _rng(key, CLOCK_SKEW, "bursts"))
+        offsets = _skew_bursts(n_messages, faults.clock_skew, seeded_rng(key, CLOCK_SKEW, "bursts"))
         message_origin = deltas.clean.column("origin_time").to_numpy()[first_rows]
         for name, edit in edits.items():
             if name == schema.BOOK_DELTAS:
@@ -353,7 +354,7 @@ def _inject(
         kept = np.flatnonzero(edit.keep)
         if faults.duplicates > 0:
             n = edit.clean.num_rows
-            copied = (_rng(key, DUPLICATES, name).random(n) < faults.duplicates) & edit.keep
+            copied = (seeded_rng(key, DUPLICATES, name).random(n) < faults.duplicates) & edit.keep
             received = edit.values.get("received_time")
             if received is None:
                 received = edit.clean.column("received_time").to_numpy()
@@ -380,7 +381,9 @@ def _suppress_removals(
 ) -> None:
     removal = deltas.clean.column("size").to_numpy() == 0
     n = removal.size
-    picked = (_rng(key, STALE_LEVELS, schema.BOOK_DELTAS).random(n) < rate) & removal & deltas.keep
+    picked = (
+        (seeded_rng(key, STALE_LEVELS, schema.BOOK_DELTAS).random(n) < rate) & removal & deltas.keep
+    )
     # A message keeps at least one row (else it would be a gap): spare its first row.
     groups = first_rows.size
     rows_left = np.bincount(message, weights=deltas.keep & ~picked, minlength=groups)
@@ -392,7 +395,7 @@ def _suppress_removals(
 
 
 def _touch_after_messages(
-    deltas: pa.Table, first_rows: np.ndarray, inst: synthetic.Instrument
+    deltas: pa.Table, first_rows: np.ndarray, inst: market.Instrument
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best bid and best ask (ticks) after each message of a clean day's deltas."""
     ticks = np.rint(deltas.column("price").to_numpy() * 10.0**inst.price_decimals)
