@@ -37,11 +37,11 @@ from rlx_assets import schema
 from rlx_assets.engine.row_groups import ColumnRange, RowGroup
 from rlx_assets.lake.cache import CachedFile, LakeCache
 from rlx_assets.lake.source import DayFiles, SourceFile
+from rlx_assets.lake.urls import LOCAL_PROTOCOLS, protocol_of
 from rlx_assets.paths import check_path_component
 
 log = logging.getLogger(__name__)
 
-_LOCAL_PROTOCOLS = (None, "file", "local")
 
 _DENIED = "access denied (check the AWS credentials; RLX_S3_ANON=true reads public buckets)"
 
@@ -104,8 +104,7 @@ class FileLake:
     ) -> None:
         _refuse_credentials_in(url)
         options = dict(storage_options or {})
-        protocol, _ = fsspec.core.split_protocol(url)
-        if protocol not in _LOCAL_PROTOCOLS:
+        if protocol_of(url) not in LOCAL_PROTOCOLS:
             # A file uploaded after the first listing must show up on the next read.
             options.setdefault("use_listings_cache", False)
         # One filesystem per lake; fsspec reuses instances with equal options, so this is cheap.

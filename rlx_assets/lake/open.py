@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import fsspec
-
 from rlx_assets.lake.cache import LakeCache
 from rlx_assets.lake.files import FileLake
 from rlx_assets.lake.source import Lake
+from rlx_assets.lake.urls import LOCAL_PROTOCOLS, S3_PROTOCOLS, protocol_of
 from rlx_assets.settings import RlxSettings, get_settings
-
-_S3_PROTOCOLS = ("s3", "s3a")
-_LOCAL_PROTOCOLS = (None, "file", "local")
 
 
 def _retry_checksum_failures() -> None:
@@ -87,16 +83,15 @@ def lake_cache(settings: RlxSettings) -> LakeCache | None:
 def open_lake(settings: RlxSettings) -> Lake:
     """The lake that `settings.lake_url` names."""
     url = settings.lake_url.strip()
-    protocol, _ = fsspec.core.split_protocol(url)
-    protocol = protocol.lower() if protocol else None
+    protocol = protocol_of(url)
     if protocol == "synthetic":
         # Imported here: the simulator is heavy and only this source needs it.
         from rlx_assets.lake.synthetic.lake import SyntheticLake
 
         return SyntheticLake(scale=settings.synthetic_scale, url=settings.lake_url)
-    if protocol in _S3_PROTOCOLS:
+    if protocol in S3_PROTOCOLS:
         return FileLake(url, s3_storage_options(settings), lake_cache(settings))
-    if protocol in _LOCAL_PROTOCOLS:
+    if protocol in LOCAL_PROTOCOLS:
         return FileLake(url)
     raise ValueError(
         # The scheme only: the rest of an unknown URL could carry credentials.

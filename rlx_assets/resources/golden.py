@@ -13,6 +13,7 @@ from fsspec.core import url_to_fs
 
 from rlx_assets.capture.encryption import decrypt, is_encrypted, parse_key
 from rlx_assets.lake.open import s3_options
+from rlx_assets.lake.urls import is_s3
 from rlx_assets.settings import get_settings
 
 
@@ -31,7 +32,7 @@ class GoldenResource(ConfigurableResource):
         """The file's bytes (gzip, decrypted if need be), or None when there is no golden
         sample for that day. An encrypted file without the right key raises GoldenKeyError."""
         options = {}
-        if self.directory.startswith("s3://"):
+        if is_s3(self.directory):
             options = s3_options(self.s3_endpoint_url, self.s3_anon, self.s3_region)
         fs, path = url_to_fs(self.path(symbol, day), **options)
         try:

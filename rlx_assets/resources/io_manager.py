@@ -50,10 +50,10 @@ from dagster import (
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
-from fsspec.utils import get_protocol
 from pydantic import Field
 
 from rlx_assets.lake.open import s3_options
+from rlx_assets.lake.urls import is_s3
 from rlx_assets.paths import PRIVATE_FILE_MODE, check_path_component, make_private_dirs
 
 PART_FILE = "part-0.parquet"
@@ -118,9 +118,6 @@ def _value_width(kind: pa.DataType) -> int:
         return max(1, kind.bit_width // 8)
     except ValueError:  # variable width (strings, lists): a nominal figure
         return 32
-
-
-_S3_PROTOCOLS = {"s3", "s3a"}
 
 
 def partition_path(
@@ -303,7 +300,7 @@ class ParquetIOManager(ConfigurableIOManager):
     def _filesystem(self) -> tuple[AbstractFileSystem, str]:
         """The fsspec filesystem of `base_url` and the root path inside it (no protocol)."""
         options: dict[str, Any] = {}
-        if get_protocol(self.base_url) in _S3_PROTOCOLS:
+        if is_s3(self.base_url):
             options = s3_options(self.s3_endpoint_url, self.s3_anon, self.s3_region)
         fs, root = url_to_fs(self.base_url, **options)
         return fs, root.rstrip("/")
