@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster import DagsterInstance
 
-from rlx_assets.engine.quality import SkewHistogram
+from rlx_assets.engine.clock_skew import SkewHistogram
 from rlx_assets.pipeline import run_partition
 from rlx_assets.resources.io_manager import partition_path
 from rlx_assets.settings import RlxSettings

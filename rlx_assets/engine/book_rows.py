@@ -12,8 +12,8 @@ import pyarrow.compute as pc
 
 from rlx_assets.engine.days import NS_PER_MINUTE
 from rlx_assets.engine.decimals import decimal_difference, to_float
+from rlx_assets.engine.exact_quantiles import ExactQuantiles
 from rlx_assets.engine.grouped_stats import FirstLast, MinuteQuantile, Monotone, Sums, WeightedMean
-from rlx_assets.engine.quality import ExactQuantiles
 from rlx_assets.schema import BOOK_LEVELS, event_time_ns
 
 # The per-row arrays of a `PublishedBook` (a batch is cut or joined by cutting or joining each).

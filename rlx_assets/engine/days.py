@@ -6,6 +6,7 @@ import datetime as dt
 
 NS_PER_DAY = 86_400 * 10**9
 NS_PER_MINUTE = 60 * 10**9
+NS_PER_MS = 1_000_000
 
 
 def day_bounds_ns(day: dt.date) -> tuple[int, int]:

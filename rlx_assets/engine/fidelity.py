@@ -52,218 +52,22 @@ Verdict: PASS when all hold, else FAIL with the reasons listed in `verdict_reaso
 
 from __future__ import annotations
 
-import datetime as dt
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rlx_assets.engine.fidelity_report import FAIL, PASS, FidelityReport, FidelityThresholds
 from rlx_assets.engine.golden import GoldenSample
+from rlx_assets.engine.golden_gaps import Gaps, Windows, describe_gaps
 from rlx_assets.schema import event_time_ns
 
-PASS, FAIL = "PASS", "FAIL"
 RECONSTRUCTED, GOLDEN = "reconstructed", "golden"  # the order of each sample pair, for plot labels
 TRADE_SIZE, INTER_ARRIVAL, SPREAD = "trade_size", "inter_arrival_ms", "spread"
 AD_P_FLOOR, AD_P_CAP = 0.001, 0.25  # scipy's table bounds for anderson_ksamp without `method`
 _NS_PER_MS = 1e6
-MAX_LISTED_GAPS = 20  # gap windows spelled out in `golden_gap_windows`; the rest are counted
-
-# The `fidelity_report` columns of DESIGN section 4, in order.
-REPORT_COLUMNS = (
-    "golden_window_start",
-    "golden_window_end",
-    "top_of_book_agreement",
-    "best_bid_rmse",
-    "best_ask_rmse",
-    "ks_trade_size_p",
-    "ks_inter_arrival_p",
-    "ks_spread_p",
-    "ad_trade_size_p",
-    "verdict",
-)
-
-
-@dataclass(frozen=True)
-class FidelityThresholds:
-    min_agreement: float = 0.999
-    alpha: float = 0.01
-    min_compared: int = 10  # bookTicker updates compared, below which nothing is proven
-    min_samples: int = 20  # per side, for a distribution test to run
-
-
-@dataclass
-class FidelityReport:
-    """The `fidelity_report` row (REPORT_COLUMNS first), counts, and the samples for plots."""
-
-    golden_window_start: int | None = None  # ns, exchange time, inclusive
-    golden_window_end: int | None = None
-    top_of_book_agreement: float | None = None
-    best_bid_rmse: float | None = None  # price units, over compared updates
-    best_ask_rmse: float | None = None
-    ks_trade_size_p: float | None = None
-    ks_inter_arrival_p: float | None = None
-    ks_spread_p: float | None = None
-    ad_trade_size_p: float | None = None
-    verdict: str = FAIL
-    verdict_reasons: list[str] = field(default_factory=list)
-    ad_trade_size_p_clamped: bool = False
-    tests_skipped: list[str] = field(default_factory=list)
-    book_rows_in_window: int = 0
-    book_ticker_in_window: int = 0  # golden updates with ids inside the rows' id span
-    book_ticker_compared: int = 0
-    book_ticker_agreeing: int = 0
-    book_ticker_carried_compared: int = 0
-    top_of_book_agreement_carried: float | None = None
-    spread_rows_compared: int = 0
-    trades_golden: int = 0
-    trades_reconstructed: int = 0
-    trades_matched: int = 0  # same trade id on both sides
-    trades_identical: int = 0  # ... and the same price, quantity and side
-    trade_agreement: float | None = None
-    golden_malformed_lines: int = 0
-    golden_gaps: int = 0  # gap records in the golden sample
-    golden_gap_windows: str = ""  # the recorded gaps, as text
-    golden_gap_excluded_ms: float = 0.0  # exchange time left out inside the window
-    book_rows_excluded: int = 0  # rows in the window with ids inside a gap
-    book_ticker_excluded: int = 0  # golden updates in the rows' id span inside a gap
-    trades_excluded_reconstructed: int = 0
-    trades_excluded_golden: int = 0
-    # name -> (reconstructed, golden) float64 samples, for plots; not part of the row.
-    samples: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-
-    def row(self) -> dict[str, object]:
-        """One `fidelity_report` row: the DESIGN columns, then the counts behind them."""
-        values = {name: getattr(self, name) for name in REPORT_COLUMNS}
-        for name in self.__dataclass_fields__:
-            if name not in values and name != "samples":
-                value = getattr(self, name)
-                values[name] = "; ".join(value) if isinstance(value, list) else value
-        return values
-
-    def table(self) -> pa.Table:
-        return pa.Table.from_pylist([self.row()], schema=REPORT_SCHEMA)
-
-
-_INT, _FLOAT, _STR, _BOOL = pa.int64(), pa.float64(), pa.string(), pa.bool_()
-REPORT_SCHEMA = pa.schema(
-    [
-        ("golden_window_start", _INT),
-        ("golden_window_end", _INT),
-        ("top_of_book_agreement", _FLOAT),
-        ("best_bid_rmse", _FLOAT),
-        ("best_ask_rmse", _FLOAT),
-        ("ks_trade_size_p", _FLOAT),
-        ("ks_inter_arrival_p", _FLOAT),
-        ("ks_spread_p", _FLOAT),
-        ("ad_trade_size_p", _FLOAT),
-        ("verdict", _STR),
-        ("verdict_reasons", _STR),
-        ("ad_trade_size_p_clamped", _BOOL),
-        ("tests_skipped", _STR),
-        ("book_rows_in_window", _INT),
-        ("book_ticker_in_window", _INT),
-        ("book_ticker_compared", _INT),
-        ("book_ticker_agreeing", _INT),
-        ("book_ticker_carried_compared", _INT),
-        ("top_of_book_agreement_carried", _FLOAT),
-        ("spread_rows_compared", _INT),
-        ("trades_golden", _INT),
-        ("trades_reconstructed", _INT),
-        ("trades_matched", _INT),
-        ("trades_identical", _INT),
-        ("trade_agreement", _FLOAT),
-        ("golden_malformed_lines", _INT),
-        ("golden_gaps", _INT),
-        ("golden_gap_windows", _STR),
-        ("golden_gap_excluded_ms", _FLOAT),
-        ("book_rows_excluded", _INT),
-        ("book_ticker_excluded", _INT),
-        ("trades_excluded_reconstructed", _INT),
-        ("trades_excluded_golden", _INT),
-    ]
-)
-
-
-def _merged(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Closed integer windows merged where they overlap or touch, sorted."""
-    order = np.argsort(starts, kind="stable")
-    merged_starts: list[int] = []
-    merged_ends: list[int] = []
-    for start, end in zip(starts[order].tolist(), ends[order].tolist(), strict=True):
-        if merged_ends and start <= merged_ends[-1] + 1:
-            merged_ends[-1] = max(merged_ends[-1], end)
-        else:
-            merged_starts.append(start)
-            merged_ends.append(end)
-    return np.array(merged_starts, dtype=np.int64), np.array(merged_ends, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class _Windows:
-    """Merged closed windows on one axis (exchange time ns, or update ids)."""
-
-    starts: np.ndarray
-    ends: np.ndarray
-
-    @classmethod
-    def of(cls, table: pa.Table, low: str, high: str) -> _Windows:
-        present = pc.is_valid(table[low]).to_numpy(zero_copy_only=False)
-        starts = table[low].to_numpy(zero_copy_only=False)[present].astype(np.int64)
-        ends = table[high].to_numpy(zero_copy_only=False)[present].astype(np.int64)
-        return cls(*_merged(starts, ends))
-
-    def inside(self, values: np.ndarray) -> np.ndarray:
-        index = np.searchsorted(self.starts, values, side="right") - 1
-        clipped = np.maximum(index, 0)
-        return (
-            (index >= 0) & (values <= self.ends[clipped])
-            if self.starts.size
-            else (np.zeros(np.shape(values), dtype=bool))
-        )
-
-    def side(self, values: np.ndarray) -> np.ndarray:
-        """How many windows start at or before each value: two values outside every window
-        with the same side have no window between them."""
-        return np.searchsorted(self.starts, values, side="right")
-
-    def covered_ns(self, start: int, end: int) -> int:
-        low, high = np.maximum(self.starts, start), np.minimum(self.ends, end)
-        return int(np.sum(np.maximum(high - low, 0)))
-
-
-@dataclass(frozen=True)
-class _Gaps:
-    times: _Windows
-    ids: _Windows
-
-    @classmethod
-    def of(cls, golden: GoldenSample) -> _Gaps:
-        gaps = golden.gaps
-        return cls(
-            _Windows.of(gaps, "from_time_ns", "to_time_ns"),
-            _Windows.of(gaps, "from_update_id", "to_update_id"),
-        )
-
-
-def _iso(ns: int) -> str:
-    return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _describe_gaps(gaps: pa.Table) -> str:
-    described = []
-    for gap in gaps.slice(0, MAX_LISTED_GAPS).to_pylist():
-        parts = [gap["reason"]]
-        if gap["from_time_ns"] is not None:
-            parts.append(f"time {_iso(gap['from_time_ns'])}..{_iso(gap['to_time_ns'])}")
-        if gap["from_update_id"] is not None:
-            parts.append(f"update ids {gap['from_update_id']}..{gap['to_update_id']}")
-        described.append(" ".join(parts))
-    if gaps.num_rows > MAX_LISTED_GAPS:
-        described.append(f"and {gaps.num_rows - MAX_LISTED_GAPS} more")
-    return "; ".join(described)
 
 
 def _floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -339,7 +143,7 @@ def _ad(a: np.ndarray, b: np.ndarray) -> float:
     return result.pvalue
 
 
-def _compare_top(report: FidelityReport, rows: pa.Table, tickers: pa.Table, gaps: _Windows) -> None:
+def _compare_top(report: FidelityReport, rows: pa.Table, tickers: pa.Table, gaps: Windows) -> None:
     """bookTicker updates against rows of the same update id (see module docstring)."""
     sequence = rows["sequence_number"].to_numpy()
     ids = tickers["update_id"].to_numpy()
@@ -386,7 +190,7 @@ def _rmse(mine: pa.ChunkedArray, theirs: pa.ChunkedArray) -> float | None:
     return float(np.sqrt(np.mean(difference**2))) if difference.size else None
 
 
-def _spreads(rows: pa.Table, tickers: pa.Table, gaps: _Windows) -> tuple[np.ndarray, np.ndarray]:
+def _spreads(rows: pa.Table, tickers: pa.Table, gaps: Windows) -> tuple[np.ndarray, np.ndarray]:
     """Rebuilt spread at each row vs the exchange's spread at the same update id (the last
     ticker at or before it, not across a gap)."""
     sequence = rows["sequence_number"].to_numpy()
@@ -405,7 +209,7 @@ def _spreads(rows: pa.Table, tickers: pa.Table, gaps: _Windows) -> tuple[np.ndar
     return mine[both], theirs[both]
 
 
-def _inter_arrival_ms(times: np.ndarray, trade_ids: np.ndarray, gaps: _Windows) -> np.ndarray:
+def _inter_arrival_ms(times: np.ndarray, trade_ids: np.ndarray, gaps: Windows) -> np.ndarray:
     order = np.lexsort((trade_ids, times))
     ordered = times[order]
     side = gaps.side(ordered)
@@ -419,7 +223,7 @@ def _compare_trades(
     golden: pa.Table,
     start: int,
     end: int,
-    gaps: _Windows,
+    gaps: Windows,
 ) -> None:
     mine_time = event_time_ns(trades)
     inside = (mine_time >= start) & (mine_time <= end)
@@ -560,9 +364,9 @@ def _compare(
     report = FidelityReport(
         golden_malformed_lines=golden.malformed_lines,
         golden_gaps=golden.gaps.num_rows,
-        golden_gap_windows=_describe_gaps(golden.gaps),
+        golden_gap_windows=describe_gaps(golden.gaps),
     )
-    gaps = _Gaps.of(golden)
+    gaps = Gaps.of(golden)
     if window is not None:
         start, end = window
         report.golden_window_start, report.golden_window_end = start, end

@@ -5,8 +5,8 @@ import datetime as dt
 
 import numpy as np
 
+from rlx_assets.engine.clock_skew import clock_skew_ms
 from rlx_assets.engine.days import day_bounds_ns
-from rlx_assets.engine.quality import clock_skew_ms
 
 
 def origin_time_completeness(origin: np.ndarray | None, day: dt.date) -> dict[str, float]:

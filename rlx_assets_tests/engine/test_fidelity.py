@@ -10,17 +10,19 @@ import pytest
 from rlx_assets import schema
 from rlx_assets.engine.decimals import DECIMAL_TYPE
 from rlx_assets.engine.fidelity import (
-    FAIL,
     INTER_ARRIVAL,
+    SPREAD,
+    TRADE_SIZE,
+    compare_day,
+    compare_day_batches,
+)
+from rlx_assets.engine.fidelity_report import (
+    FAIL,
     PASS,
     REPORT_COLUMNS,
     REPORT_SCHEMA,
-    SPREAD,
-    TRADE_SIZE,
     FidelityReport,
     FidelityThresholds,
-    compare_day,
-    compare_day_batches,
 )
 from rlx_assets.engine.golden import (
     BOOK_TICKER_SCHEMA,

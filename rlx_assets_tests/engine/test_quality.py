@@ -6,14 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlx_assets.engine import quality
+from rlx_assets.engine.clock_skew import clock_skew_ms, clock_skew_ms_batches
 from rlx_assets.engine.days import day_bounds_ns
+from rlx_assets.engine.exact_quantiles import ExactQuantiles, read_in_passes
 from rlx_assets.engine.quality import (
-    ExactQuantiles,
     OriginTimeCompleteness,
-    clock_skew_ms,
-    clock_skew_ms_batches,
     origin_time_completeness,
-    read_in_passes,
     time_figures,
     validation_row,
 )

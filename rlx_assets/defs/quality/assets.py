@@ -27,7 +27,8 @@ from dagster import (
 from rlx_assets import check_names
 from rlx_assets.defs.checks import partitioned_check
 from rlx_assets.defs.metadata import markdown_table, recorded_metadata
-from rlx_assets.engine.fidelity import FidelityReport, FidelityThresholds, compare_day_batches
+from rlx_assets.engine.fidelity import compare_day_batches
+from rlx_assets.engine.fidelity_report import FidelityReport, FidelityThresholds
 from rlx_assets.engine.golden import concat_samples, parse_golden
 from rlx_assets.engine.microstructure import BOOK_BATCH_ROWS, microstructure_metrics_batches
 from rlx_assets.engine.quality import TimeBatches, time_figures, validation_row

@@ -25,11 +25,8 @@ from rlx_assets import check_names
 from rlx_assets.background import WriteBehind, read_ahead
 from rlx_assets.defs.checks import partitioned_check
 from rlx_assets.defs.metadata import markdown_table, recorded_metadata
-from rlx_assets.engine.quality import (
-    OriginTimeCompleteness,
-    clock_skew_ms_batches,
-    skew_excess_ms,
-)
+from rlx_assets.engine.clock_skew import clock_skew_ms_batches, skew_excess_ms
+from rlx_assets.engine.quality import OriginTimeCompleteness
 from rlx_assets.engine.raw import RawAccount, Source, clean_partition
 from rlx_assets.engine.row_groups import row_groups_for_day
 from rlx_assets.engine.runs import Run
