@@ -55,7 +55,7 @@ from rlx_assets.engine.decimals import (
     infer_step_exponent,
     scale_floats,
 )
-from rlx_assets.resources.io_manager import PartitionWriter
+from rlx_assets.resources.parquet_files import PartitionWriter
 from rlx_assets.schema import BOOK, BOOK_DELTAS
 
 DAY = dt.date(2024, 8, 8)

@@ -28,11 +28,8 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from rlx_assets.resources.io_manager import (
-    STAGING_DIR,
-    ParquetIOManager,
-    partition_path,
-)
+from rlx_assets.resources.io_manager import ParquetIOManager, partition_path
+from rlx_assets.resources.parquet_files import STAGING_DIR
 from rlx_assets_tests import s3_server as s3
 
 DAY1 = "2024-08-08|BTC-USDT"

@@ -44,7 +44,8 @@ from rlx_assets.engine.merge import SpillReport
 from rlx_assets.engine.reconstruct import reconstruct_day
 from rlx_assets.engine.reconstruction import Reconstruction, opening_burst
 from rlx_assets.partitions import day_and_symbol, previous_day
-from rlx_assets.resources.io_manager import ALLOW_MISSING, ParquetIOManager, PartitionWriter
+from rlx_assets.resources.io_manager import ALLOW_MISSING, ParquetIOManager
+from rlx_assets.resources.parquet_files import PartitionWriter
 from rlx_assets.resources.quality import QualityResource
 from rlx_assets.resources.replay import ReplayResource
 from rlx_assets.resources.telemetry import observed

@@ -32,7 +32,7 @@ from rlx_assets.engine.day_replay import (
     vendor_seed_exists,
 )
 from rlx_assets.engine.reconstruction import Reconstruction
-from rlx_assets.resources.io_manager import PartitionWriter
+from rlx_assets.resources.parquet_files import PartitionWriter
 
 DELTA_COLUMNS = ["origin_time", "received_time", "sequence_number", "side_is_bid", "price", "size"]
 
