@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rlx_assets.lake.files import FileLake, LakeAccessError
+from rlx_assets.lake.errors import LakeAccessError
+from rlx_assets.lake.files import FileLake
 from rlx_assets.lake.open import open_lake, s3_storage_options
 from rlx_assets.schema import SCHEMAS, TRADES, SourceSchemaError
 from rlx_assets.settings import RlxSettings

@@ -21,7 +21,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlx_assets.lake.cache import LakeCache
-from rlx_assets.lake.files import DOWNLOAD_ATTEMPTS, FileLake, LakeAccessError
+from rlx_assets.lake.download import DOWNLOAD_ATTEMPTS
+from rlx_assets.lake.errors import LakeAccessError
+from rlx_assets.lake.files import FileLake
 from rlx_assets.lake.open import open_lake, s3_storage_options
 from rlx_assets.schema import TRADES
 from rlx_assets.settings import RlxSettings
@@ -184,7 +186,7 @@ def test_damaged_downloads_are_detected_and_fetched_again(
     s3_proxy.checksums = checksums
     s3_proxy.add(kind, key="1.snappy.parquet", cut_at=cut_at)
 
-    with caplog.at_level(logging.WARNING, logger="rlx_assets.lake.files"):
+    with caplog.at_level(logging.WARNING, logger="rlx_assets.lake.download"):
         sha256, rows = read_whole_day(open_lake(settings_for(bucket, s3_proxy, tmp_path)))
 
     assert sha256 == hashlib.sha256(data).hexdigest() and rows == 60_000

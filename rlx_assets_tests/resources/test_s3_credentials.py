@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from rlx_assets.definitions import build_definitions
-from rlx_assets.lake.files import LakeAccessError
+from rlx_assets.lake.errors import LakeAccessError
 from rlx_assets.schema import TRADES
 from rlx_assets.settings import RlxSettings, get_settings
 from rlx_assets_tests import s3_server as s3
