@@ -362,9 +362,9 @@ def replay_dense(data, bids, asks):
 
     The window holds what a chunk mostly touches (see `candidate_windows`): rows and levels
     beyond it (a REST snapshot and Binance's diff stream reach millions of ticks from the mid)
-    live in small sorted arrays inside the kernel and join the book again afterwards. Should a side run
-    short of 20 levels inside the window while levels wait beyond it, or a row land beyond the
-    window on the touch's side, the chunk is replayed by the sorted kernel instead.
+    live in small sorted arrays inside the kernel and join the book again afterwards. Should a
+    side run short of 20 levels inside the window while levels wait beyond it, or a row land
+    beyond the window on the touch's side, the chunk is replayed by the sorted kernel instead.
     """
     messages = message_arrays(data)
     prices, side_is_bid = messages.prices, messages.side_is_bid
