@@ -23,6 +23,9 @@ Parquet options, float64 prices) from `rlx_assets.lake.synthetic`, and reused by
     .venv/bin/python benchmarks/bench_graph.py --scales none --days7
 
 lakeapi is a benchmark-only dependency: `poetry install --with bench`. See benchmarks/README.md.
+
+One file, over 450 lines: a user runs one script and reads every measurement it makes, and the
+stages it runs as child processes, in one place.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ quarantine file); or a failed check carrying its figure. For every entry the raw
 byte-identical afterwards, a failed asset leaves no output file (nor staged or spilled files),
 and once the input is corrected the same assets materialize cleanly, to the same bytes as a clean
 run. Catalogue and outcomes are listed in README.md ("Bad input").
+
+One file, over 450 lines: the catalogue is one table of entries and the one harness that runs
+them; a reader checks an entry against its neighbours.
 """
 
 from __future__ import annotations

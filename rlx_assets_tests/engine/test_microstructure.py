@@ -1,3 +1,6 @@
+"""The streamed microstructure engine against its whole-table reference and by hand. One file,
+over 450 lines: one engine, one set of fixtures."""
+
 import datetime as dt
 import itertools
 from collections import Counter

@@ -1,5 +1,9 @@
 """synthetic:// faults: each changes what it should and nothing else, counts are exact, and the
-pipeline's figures (engine path: clean_day, reconstruct_day) react to them."""
+pipeline's figures (engine path: clean_day, reconstruct_day) react to them.
+
+One file, over 450 lines: one test or two per fault, on shared fixtures of the clean and the
+faulty day.
+"""
 
 from __future__ import annotations
 

@@ -9,6 +9,9 @@ reproduces the snapshots exactly.
 
 Prices are integer ticks, sizes integer lots. Randomness is a private splitmix64 stream seeded by
 the caller, so the output depends on nothing but the arguments (not on numba's global RNG).
+
+One file, over 450 lines: the kernel and the numba helpers it inlines share one parameter
+layout (the `P_*` slots) and one loop; split, neither half reads on its own.
 """
 
 from __future__ import annotations
