@@ -1,15 +1,16 @@
-"""Full-depth limit order book replay: a small compiled kernel over preallocated buffers.
+"""Full-depth limit order book replay: compiled kernels over preallocated buffers.
 
-Prices and sizes are int64 at a fixed decimal scale. Each side is one sorted array of keys with the
-best level at the end (bids keyed by price, asks by -price), so the frequent updates near the top
-shift only a few elements and the best level is popped in O(1).
-
-After every exchange message (all delta rows sharing a `sequence_number`) the kernel:
+Prices and sizes are int64 at a fixed decimal scale. After every exchange message (all delta rows
+sharing a `sequence_number`) the replay:
 1. repairs stale crossing levels: while best bid >= best ask, the level updated less recently
    (older `sequence_number` stamp) is stale and removed;
 2. compares the rebuilt top 20 with the vendor snapshot of the same sequence number, when there is
    one, and resyncs the snapshot's price range from it when they disagree;
 3. emits the top 20 levels of each side.
+
+Two kernels do it with the same output: `dense_book` (a cell per price step over a window of
+prices; the usual one) and `sorted_book` (sorted arrays; any price range, and the dense kernel's
+fallback).
 """
 
 from __future__ import annotations

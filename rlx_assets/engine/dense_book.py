@@ -192,18 +192,11 @@ def _replay_dense(messages, snapshots, force_resync_message, prices, far_bid, fa
         # is emitted again only when a resync or a final uncrossing changed the book.
         if not _emit(
             message,
-            best_bid,
-            best_ask,
-            bid_count,
-            ask_count,
-            far_bids,
-            far_asks,
-            bid_sizes,
-            ask_sizes,
-            out_bid_cells,
-            out_bid_sizes,
-            out_ask_cells,
-            out_ask_sizes,
+            (best_bid, best_ask),
+            (bid_count, ask_count),
+            (far_bids, far_asks),
+            grid,
+            out,
         ):
             return NEEDS_FAR_LEVELS, far_bids, far_asks
         changed = bid_count > 0 and ask_count > 0 and best_bid >= best_ask
@@ -297,41 +290,26 @@ def _replay_dense(messages, snapshots, force_resync_message, prices, far_bid, fa
         out_repaired[message] = repaired
         if changed and not _emit(
             message,
-            best_bid,
-            best_ask,
-            bid_count,
-            ask_count,
-            far_bids,
-            far_asks,
-            bid_sizes,
-            ask_sizes,
-            out_bid_cells,
-            out_bid_sizes,
-            out_ask_cells,
-            out_ask_sizes,
+            (best_bid, best_ask),
+            (bid_count, ask_count),
+            (far_bids, far_asks),
+            grid,
+            out,
         ):
             return NEEDS_FAR_LEVELS, far_bids, far_asks
     return DONE, far_bids, far_asks
 
 
 @numba.njit(cache=True, nogil=True)
-def _emit(
-    message,
-    best_bid,
-    best_ask,
-    bid_count,
-    ask_count,
-    far_bids,
-    far_asks,
-    bid_sizes,
-    ask_sizes,
-    out_bid_cells,
-    out_bid_sizes,
-    out_ask_cells,
-    out_ask_sizes,
-):
+def _emit(message, best, counts, far_counts, grid, out):
     """The top 20 of each side into row `message` (cell 0 and size 0 past the last level);
-    False, writing nothing, when a side's top 20 would reach levels beyond the window."""
+    False, writing nothing, when a side's top 20 would reach levels beyond the window.
+    `best`, `counts`, `far_counts`: (bid, ask) pairs; `grid` and `out` as the kernel takes them."""
+    best_bid, best_ask = best
+    bid_count, ask_count = counts
+    far_bids, far_asks = far_counts
+    bid_sizes, _, ask_sizes, _ = grid
+    out_bid_cells, out_bid_sizes, out_ask_cells, out_ask_sizes = out[0], out[1], out[2], out[3]
     if (bid_count < LEVELS and far_bids) or (ask_count < LEVELS and far_asks):
         return False
     cells = bid_sizes.shape[0]
