@@ -32,6 +32,13 @@ ALL_ASSETS_JOB = "all_assets"
 
 def build_definitions(settings: RlxSettings) -> Definitions:
     partitions = market_partitions(settings.start_date, settings.symbols)
+    # Every resource that reaches S3 gets the same endpoint and access (credentials stay in
+    # the environment, never in a resource's config, which the UI shows).
+    s3 = {
+        "s3_endpoint_url": settings.s3_endpoint_url,
+        "s3_anon": settings.s3_anon,
+        "s3_region": settings.s3_region,
+    }
     return Definitions(
         assets=[
             *build_raw_assets(partitions),
@@ -51,26 +58,21 @@ def build_definitions(settings: RlxSettings) -> Definitions:
             "io_manager": ParquetIOManager(
                 base_url=settings.storage_url,
                 exchange=settings.exchange,
-                s3_endpoint_url=settings.s3_endpoint_url,
-                s3_anon=settings.s3_anon,
-                s3_region=settings.s3_region,
+                **s3,
                 compression=settings.parquet_compression,
             ),
             "lake": LakeResource(
                 url=settings.lake_url,
                 exchange=settings.exchange,
                 synthetic_scale=settings.synthetic_scale,
-                s3_endpoint_url=settings.s3_endpoint_url,
-                s3_anon=settings.s3_anon,
+                **s3,
                 instrument_grids={s: list(g) for s, g in settings.instrument_grids.items()},
             ),
             "quality": QualityResource.from_settings(settings),
             "replay": ReplayResource(chunk_rows=settings.replay_chunk_rows),
             "golden": GoldenResource(
                 directory=settings.golden_dir,
-                s3_endpoint_url=settings.s3_endpoint_url,
-                s3_anon=settings.s3_anon,
-                s3_region=settings.s3_region,
+                **s3,
             ),
             TELEMETRY: telemetry_resource(settings),
         },

@@ -18,6 +18,7 @@ class LakeResource(ConfigurableResource):
     synthetic_scale: float
     s3_endpoint_url: str | None = None
     s3_anon: bool = False
+    s3_region: str | None = None
     # "SYMBOL" -> [tick, lot] as decimal strings, from RLX_INSTRUMENT_GRIDS.
     instrument_grids: dict[str, list[str]] = Field(default_factory=dict)
 
@@ -34,6 +35,7 @@ class LakeResource(ConfigurableResource):
                     "synthetic_scale": self.synthetic_scale,
                     "s3_endpoint_url": self.s3_endpoint_url,
                     "s3_anon": self.s3_anon,
+                    "s3_region": self.s3_region,
                 }
             )
             self._lake = open_lake(settings)
