@@ -203,25 +203,16 @@ def _replay_dense(messages, snapshots, force_resync_message, prices, far_bid, fa
         if snapshot >= 0:
             matched = True
             for level in range(LEVELS):
-                vendor_size = snap_bid_sizes[snapshot, level]
-                size = out_bid_sizes[message, level]
-                if (size > 0) != (vendor_size > 0) or (
-                    size > 0
-                    and (
-                        size != vendor_size
-                        or out_bid_cells[message, level] != snap_bid_cells[snapshot, level]
-                    )
-                ):
-                    matched = False
-                    break
-                vendor_size = snap_ask_sizes[snapshot, level]
-                size = out_ask_sizes[message, level]
-                if (size > 0) != (vendor_size > 0) or (
-                    size > 0
-                    and (
-                        size != vendor_size
-                        or out_ask_cells[message, level] != snap_ask_cells[snapshot, level]
-                    )
+                if _level_differs(
+                    out_bid_sizes[message, level],
+                    snap_bid_sizes[snapshot, level],
+                    out_bid_cells[message, level],
+                    snap_bid_cells[snapshot, level],
+                ) or _level_differs(
+                    out_ask_sizes[message, level],
+                    snap_ask_sizes[snapshot, level],
+                    out_ask_cells[message, level],
+                    snap_ask_cells[snapshot, level],
                 ):
                     matched = False
                     break
@@ -298,6 +289,15 @@ def _replay_dense(messages, snapshots, force_resync_message, prices, far_bid, fa
         ):
             return NEEDS_FAR_LEVELS, far_bids, far_asks
     return DONE, far_bids, far_asks
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _level_differs(size, vendor_size, cell, vendor_cell):
+    """Does an emitted level differ from the vendor's: present on one side only, or at another
+    price or size?"""
+    if (size > 0) != (vendor_size > 0):
+        return True
+    return size > 0 and (size != vendor_size or cell != vendor_cell)
 
 
 @numba.njit(cache=True, nogil=True)
