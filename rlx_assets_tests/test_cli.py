@@ -3,10 +3,13 @@
 import csv
 import os
 import re
-import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus
 
 from rlx_assets.resources.io_manager import partition_path
 from rlx_assets_tests.conftest import FIXTURE_DAYS, REPO, SLICE
@@ -69,25 +72,91 @@ def test_run_pipeline_rejects_a_backwards_range(tmp_path: Path) -> None:
     assert completed.returncode == 2 and "before --start-date" in completed.stderr
 
 
-def _quick_start_pipeline_command() -> list[str]:
+def _quick_start_commands() -> list[str]:
+    """The shell lines of the README's quick start, as written."""
     readme = (REPO / "README.md").read_text()
-    match = re.search(r"^poetry run (python scripts/run_pipeline\.py .*)$", readme, re.MULTILINE)
-    assert match, "the README's quick start has no run_pipeline command"
-    return shlex.split(match.group(1))
+    section = readme[readme.index("## Quick start") :]
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
+    assert block, "the README's quick start has no bash block"
+    return [line for line in block.group(1).splitlines() if line.strip()]
 
 
-def test_the_readme_quick_start_runs_the_pipeline_on_the_embedded_default(tmp_path: Path) -> None:
+def _quick_start_pipeline_command() -> str:
+    (line,) = [line for line in _quick_start_commands() if "scripts/run_pipeline.py" in line]
+    return line
+
+
+def _fresh_clone(folder: Path) -> Path:
+    """The repository's tracked files (what a clone holds) copied into `folder`, with the
+    environment the tests run in as its in-project `.venv` (poetry.toml: in-project)."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed: the tracked files cannot be listed")
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=False)
+    if listed.returncode != 0:
+        pytest.skip(f"{REPO} is not a git checkout: {listed.stderr.decode().strip()}")
+    clone = folder / "rlx_assets"
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        source = REPO / name
+        if source.is_file():  # a tracked file deleted in the working tree is skipped
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, clone / name)
+    (clone / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    return clone
+
+
+def _user_shell(clone: Path) -> dict[str, str]:
+    """A shell as a user has it after `poetry install`: no RLX_ setting, no DAGSTER_HOME, no
+    activated environment. Poetry runs the command in the clone's `.venv`; without Poetry on
+    PATH the `.venv`'s bin folder stands in for it. The clone's own package comes first on the
+    import path (the environment's editable install points at this checkout)."""
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("RLX_") and name not in ("DAGSTER_HOME", "VIRTUAL_ENV")
+    }
+    if shutil.which("poetry") is None:
+        environment["PATH"] = f"{clone / '.venv' / 'bin'}{os.pathsep}{environment['PATH']}"
+    environment["PYTHONPATH"] = str(clone)
+    return environment
+
+
+@pytest.mark.slow
+def test_the_readme_quick_start_runs_the_pipeline_on_the_embedded_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quick start's pipeline command, word for word in a shell, in a fresh copy of the
+    repository: the project's own instance (dagster.yaml) and data/assets, as a user meets them."""
+    clone = _fresh_clone(tmp_path)
     command = _quick_start_pipeline_command()
-    environment = _environment(tmp_path)  # no lake given: synthetic://
-    completed = _run([sys.executable, *command[1:]], environment)
+    assert command.startswith("poetry run "), command
+    if shutil.which("poetry") is None:
+        command = command.removeprefix("poetry run ")
+    completed = subprocess.run(
+        ["bash", "-c", command],
+        cwd=clone,
+        env=_user_shell(clone),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "partition(s) materialized" in completed.stdout
-    days = re.findall(r"--(?:start|end)-date (\S+)", " ".join(command))
+    days = re.findall(r"--(?:start|end)-date (\S+)", command)
+    assert len(days) == 2
     for day in days:
-        path = partition_path(
-            str(tmp_path / "assets"), "unified_events", "BINANCE", "BTC-USDT", day
-        )
-        assert Path(path).is_file(), path
+        path = partition_path("data/assets", "unified_events", "BINANCE", "BTC-USDT", day)
+        assert (clone / path).is_file(), path
+    # The runs are in the project's instance (dagster.yaml at the root: data/dagster), where
+    # `dagster dev` started in the clone finds them (its paths are relative to the clone).
+    monkeypatch.chdir(clone)
+    with DagsterInstance.from_config(str(clone)) as instance:
+        runs = instance.get_runs()
+        assert {run.tags.get("dagster/partition") for run in runs} == {
+            f"{day}|BTC-USDT" for day in days
+        }
+        assert all(run.status == DagsterRunStatus.SUCCESS for run in runs)
+    assert (clone / "data" / "dagster").is_dir()
+    assert list((clone / "data" / "metrics").glob("rlx-metrics-*.jsonl"))
 
 
 def test_the_readme_names_the_test_command() -> None:

@@ -158,6 +158,69 @@ def test_matches_the_reference_book_after_every_message(messages: list[Message])
     assert not out.resynced.any()
 
 
+def _sorted_kernel_runs(monkeypatch) -> list[int]:
+    """A counter (one item) of the sorted kernel's runs, the dense kernel's fallbacks too (it
+    imports `_replay_sorted` from `book` when it runs)."""
+    import rlx_assets.engine.book as book
+
+    runs = [0]
+    real = book._replay_sorted
+
+    def counted(*args):
+        runs[0] += 1
+        return real(*args)
+
+    monkeypatch.setattr(book, "_replay_sorted", counted)
+    return runs
+
+
+# An opening message of 12-45 levels a side, then bids mostly below 100 and asks mostly above,
+# overlapping a little: sides grow past 20 levels (the top-20 cut-off) and still cross now and
+# then (the stale-level repair).
+openings = st.integers(12, 45).map(
+    lambda depth: (
+        [(True, 99 - level, 1) for level in range(depth)]
+        + [(False, 101 + level, 1) for level in range(depth)]
+    )
+)
+deep_rows = st.one_of(
+    st.tuples(st.just(True), st.integers(55, 103), st.integers(0, 4)),
+    st.tuples(st.just(False), st.integers(97, 145), st.integers(0, 4)),
+)
+deep_streams = st.tuples(
+    openings, st.lists(st.lists(deep_rows, min_size=1, max_size=8), min_size=1, max_size=60)
+).map(lambda stream: [stream[0], *stream[1]] if stream[0] else stream[1])
+
+
+def test_deep_books_match_the_reference_past_the_top_20(kernel, monkeypatch) -> None:
+    """Books deeper than 20 levels a side: the top 20 after every message is the reference's,
+    most examples reach past 20 levels, and the dense kernel replays them itself."""
+    sorted_runs = _sorted_kernel_runs(monkeypatch)
+    examples = {"all": 0, "deeper_than_20": 0, "dense": 0}
+
+    @settings(max_examples=200, deadline=None)
+    @given(deep_streams)
+    def matches(messages: list[Message]) -> None:
+        runs_before = sorted_runs[0]
+        out = replay(_input(messages), *_empty())
+        reference = ReferenceBook()
+        deepest = 0
+        for index, message in enumerate(messages):
+            repaired = reference.apply(message, stamp=10 * (index + 1))
+            repaired += reference.drop_crossed()
+            deepest = max(deepest, len(reference.bids), len(reference.asks))
+            assert _top(out, index) == reference.top(), f"after message {index}"
+            assert out.repaired_levels[index] == repaired
+        examples["all"] += 1
+        examples["deeper_than_20"] += deepest > LEVELS
+        examples["dense"] += sorted_runs[0] == runs_before
+
+    matches()
+    assert examples["deeper_than_20"] >= 0.5 * examples["all"], examples
+    if kernel == "dense":
+        assert examples["dense"] >= 0.9 * examples["all"], examples
+
+
 @settings(max_examples=200, deadline=None)
 @given(streams, st.data())
 def test_vendor_snapshots_heal_a_lost_message(messages: list[Message], data) -> None:
@@ -227,38 +290,57 @@ def test_far_levels_wait_outside_the_dense_window(monkeypatch) -> None:
     assert out.bids.prices[0] == 1_000 - 10_000_000 - 4  # the far levels are still there
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    near=st.integers(18, 60),
-    far=st.integers(0, 3),
-    messages=st.lists(
-        st.lists(
-            st.tuples(
-                st.booleans(),
-                # Mostly near the touch; now and then a deep level, as Binance's diff stream has.
-                st.one_of(
-                    st.integers(990, 1_010),
-                    st.sampled_from([1_000 - 10_000_000 - k for k in range(0, 6, 2)]),
-                    st.sampled_from([1_001 + 10_000_000 + k for k in range(0, 6, 2)]),
-                ),
-                st.integers(0, 3),
-            ),
-            min_size=1,
-            max_size=6,
-        ),
-        min_size=1,
-        max_size=12,
-    ),
+# Rows mostly near the touch; now and then a deep level on its own side, as Binance's diff
+# stream has; rarely one far beyond the window on the wrong side (a crossing the dense kernel
+# leaves to the sorted one).
+NEAR_ROW = st.tuples(st.booleans(), st.integers(990, 1_010), st.integers(0, 3))
+DEEP_BIDS = [1_000 - 10_000_000 - k for k in range(0, 6, 2)]
+DEEP_ASKS = [1_001 + 10_000_000 + k for k in range(0, 6, 2)]
+DEEP_ROW = st.one_of(
+    st.tuples(st.just(True), st.sampled_from(DEEP_BIDS), st.integers(0, 3)),
+    st.tuples(st.just(False), st.sampled_from(DEEP_ASKS), st.integers(0, 3)),
 )
-def test_the_dense_window_gives_the_sorted_kernels_output(near, far, messages) -> None:
+WRONG_SIDE_ROW = st.tuples(st.booleans(), st.sampled_from(DEEP_BIDS + DEEP_ASKS), st.integers(1, 3))
+window_rows = st.integers(0, 99).flatmap(
+    lambda draw: NEAR_ROW if draw < 85 else DEEP_ROW if draw < 99 else WRONG_SIDE_ROW
+)
+
+dense_window_examples = st.fixed_dictionaries(
+    {
+        "near": st.integers(18, 60),
+        "far": st.integers(0, 3),
+        "messages": st.lists(
+            st.lists(window_rows, min_size=1, max_size=6),
+            min_size=1,
+            max_size=12,
+        ),
+    }
+)
+
+
+def test_the_dense_window_gives_the_sorted_kernels_output(monkeypatch) -> None:
     """Deep books whose touch side may run short of 20 near levels: same output either way
     (the dense kernel hands such a chunk to the sorted one; with fewer than 20 near levels the
-    window would reach the far ones, too wide: "auto" replays it sorted)."""
+    window would reach the far ones, too wide: "auto" replays it sorted). Most examples keep
+    20 near levels a side, and those the dense kernel replays itself."""
     import rlx_assets.engine.book as book
 
-    bids, asks = _deep_book(near=near, far=far, best_bid=1_000, best_ask=1_001)
-    data = _input(messages)
-    _same(
-        book.replay(data, bids, asks, kernel="auto"),
-        book.replay(data, bids, asks, kernel="sorted"),
-    )
+    sorted_runs = _sorted_kernel_runs(monkeypatch)
+    examples = {"all": 0, "dense": 0}
+
+    @settings(max_examples=300, deadline=None)
+    @given(dense_window_examples)
+    def same_output(example: dict) -> None:
+        bids, asks = _deep_book(
+            near=example["near"], far=example["far"], best_bid=1_000, best_ask=1_001
+        )
+        data = _input(example["messages"])
+        runs_before = sorted_runs[0]
+        dense = book.replay(data, bids, asks, kernel="auto")
+        examples["all"] += 1
+        examples["dense"] += sorted_runs[0] == runs_before
+        _same(dense, book.replay(data, bids, asks, kernel="sorted"))
+
+    same_output()
+    assert examples["dense"] >= 0.6 * examples["all"], examples
+    assert examples["dense"] < examples["all"], "the fallback was never taken"
