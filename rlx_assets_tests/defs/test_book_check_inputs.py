@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from rlx_assets.engine import reconstruct
+from rlx_assets.engine import without_deltas
 from rlx_assets.resources.io_manager import partition_path
 from rlx_assets_tests import doctored_lake as doctored
 from rlx_assets_tests.conftest import (
@@ -66,7 +66,7 @@ def test_book_never_crossed_fires_on_crossed_rows_that_escape_the_repair(
 ):
     """The repair regresses and leaves the crossing levels: the published book is crossed, the
     check counts exactly those rows, and unified_events is blocked."""
-    monkeypatch.setattr(reconstruct, "_uncross_row", lambda *levels: 0)
+    monkeypatch.setattr(without_deltas, "_uncross_row", lambda *levels: 0)
     settings, result = _materialize(tmp_path, crossed_lake)
     assert not result.success
     check = checks(result)["book_never_crossed"]

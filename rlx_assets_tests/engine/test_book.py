@@ -159,18 +159,20 @@ def test_matches_the_reference_book_after_every_message(messages: list[Message])
 
 
 def _sorted_kernel_runs(monkeypatch) -> list[int]:
-    """A counter (one item) of the sorted kernel's runs, the dense kernel's fallbacks too (it
-    imports `_replay_sorted` from `book` when it runs)."""
+    """A counter (one item) of the sorted kernel's runs: called by `book.replay` itself, or by the
+    dense kernel as its fallback."""
     import rlx_assets.engine.book as book
+    import rlx_assets.engine.dense_book as dense_book
 
     runs = [0]
-    real = book._replay_sorted
+    real = book.replay_sorted
 
     def counted(*args):
         runs[0] += 1
         return real(*args)
 
-    monkeypatch.setattr(book, "_replay_sorted", counted)
+    monkeypatch.setattr(book, "replay_sorted", counted)
+    monkeypatch.setattr(dense_book, "replay_sorted", counted)
     return runs
 
 

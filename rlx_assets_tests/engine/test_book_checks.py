@@ -12,15 +12,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from rlx_assets.engine import reconstruct
-from rlx_assets.engine.book import LEVELS, BookSide, ReplayInput, ReplayOutput, empty_output
-from rlx_assets.engine.reconstruct import (
-    DayReplay,
-    crossed_rows,
-    day_digits,
-    reconstruct_day,
-    vendor_seed_exists,
-)
+from rlx_assets.engine import day_replay, reconstruction, without_deltas
+from rlx_assets.engine.book_tables import crossed_rows, day_digits
+from rlx_assets.engine.book_types import LEVELS, BookSide, ReplayInput, ReplayOutput, empty_output
+from rlx_assets.engine.day_replay import DayReplay, vendor_seed_exists
+from rlx_assets.engine.reconstruct import reconstruct_day
 from rlx_assets_tests import doctored_lake as doctored
 from rlx_assets_tests.conftest import SLICE
 
@@ -68,7 +64,7 @@ def test_crossed_vendor_snapshots_are_repaired_before_they_are_published(crossed
     assert deltas.num_rows == 0
     assert _crossed_in(snapshots) == 5  # the input is crossed
     result = reconstruct_day(deltas, snapshots, None, doctored.DAY)
-    assert result.strategy == reconstruct.SNAPSHOT_ANCHORED
+    assert result.strategy == reconstruction.SNAPSHOT_ANCHORED
     assert result.stats["stale_levels_repaired"] == 2 * 5  # both crossing levels of each
     assert result.stats["crossed_books_published"] == _crossed_in(result.book) == 0
 
@@ -76,7 +72,7 @@ def test_crossed_vendor_snapshots_are_repaired_before_they_are_published(crossed
 def test_a_crossed_book_that_escapes_the_repair_is_counted(crossed_lake, monkeypatch) -> None:
     """The repair regresses (it leaves the crossing levels): the detector sees the crossed rows
     that are published."""
-    monkeypatch.setattr(reconstruct, "_uncross_row", lambda *levels: 0)
+    monkeypatch.setattr(without_deltas, "_uncross_row", lambda *levels: 0)
     deltas = doctored.raw_day(crossed_lake, doctored.DELTAS)  # none: snapshot_anchored
     snapshots = doctored.raw_day(crossed_lake, doctored.SNAPSHOTS)
     result = reconstruct_day(deltas, snapshots, None, doctored.DAY)
@@ -173,7 +169,7 @@ def test_a_replayed_day_counts_the_crossed_rows_it_publishes(
     # The vendor snapshot of that message disagreed and the resync removed the bid.
     assert result.stats["gaps_filled"] >= 1
 
-    monkeypatch.setattr(reconstruct, "replay", _replay_without_repair)
+    monkeypatch.setattr(day_replay, "replay", _replay_without_repair)
     book, result = replay_day(deltas, snapshots)
     assert result.stats["chunks"] == (3 if chunk_messages == 300 else 1)
     crossed = _crossed_in(book)
