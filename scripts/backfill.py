@@ -50,11 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         assets, dimensions = client.partitioned_assets()
         symbols = arguments.symbols or dimensions.get("symbol", [])
-        partitions = backfill_partitions(
-            days(arguments.start_date, arguments.end_date), symbols, dimensions
-        )
+        dates = days(arguments.start_date, arguments.end_date)
+        partitions = backfill_partitions(dates, symbols, dimensions)
         title = f"{arguments.start_date}..{arguments.end_date} x {','.join(symbols)}"
-        backfill_id = client.launch(partitions, assets, title)
+        backfill_id = client.launch(dates, symbols, assets, title)
         print(f"backfill {backfill_id}: {len(partitions)} partitions x {len(assets)} assets")
 
         def report(progress: BackfillProgress) -> None:

@@ -130,11 +130,24 @@ class BackfillClient:
             )
         return keys, dimensions
 
-    def launch(self, partitions: list[str], assets: list[list[str]], title: str) -> str:
+    def launch(
+        self, dates: list[dt.date], symbols: list[str], assets: list[list[str]], title: str
+    ) -> str:
+        """An asset backfill of `assets` over the days `dates[0]..dates[-1]` of each symbol.
+
+        Sent as one partition range per symbol and asset (`partitionsByAssets`), not as a list
+        of partition names: from names, Dagster 1.13 derives the partitions of an asset whose
+        parent is in the selection through the dependency, which shifts reconstructed_book (its
+        input is the previous day's book_state) by one day from book_state, the other output
+        of the same step, and refuses the backfill."""
+        ranges = [
+            {"start": partition_key(dates[0], symbol), "end": partition_key(dates[-1], symbol)}
+            for symbol in symbols
+        ]
         params = {
-            "partitionNames": partitions,
-            "assetSelection": [{"path": path} for path in assets],
-            "fromFailure": False,
+            "partitionsByAssets": [
+                {"assetKey": {"path": path}, "partitions": {"ranges": ranges}} for path in assets
+            ],
             "title": title,
         }
         answer = self._query(_LAUNCH, {"params": params})["launchPartitionBackfill"]
@@ -195,6 +208,10 @@ def backfill_partitions(
                 f"{known_symbols} (RLX_SYMBOLS, where the webserver runs)"
             )
     return [partition_key(day, symbol) for symbol in symbols for day in dates]
+
+
+def day_range(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
 
 
 def follow(
