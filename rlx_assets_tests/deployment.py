@@ -176,7 +176,12 @@ def run_backfill(url: str, environment: dict[str, str], dates: tuple[str, str], 
 
 
 def _postgres_bin() -> Path | None:
-    candidates = [Path("/usr/lib/postgresql") / v / "bin" for v in ("17", "16", "15")]
+    # Debian and Ubuntu keep the server outside PATH, one folder per major version.
+    versions = Path("/usr/lib/postgresql").glob("*/bin")
+    candidates = sorted(
+        versions, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0
+    )
+    candidates.reverse()
     on_path = shutil.which("pg_ctl")
     if on_path:
         candidates.insert(0, Path(on_path).parent)

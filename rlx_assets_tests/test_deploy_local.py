@@ -49,11 +49,11 @@ def assert_days_in_order(instance: DagsterInstance, backfill_id: str) -> dict[st
     return book_runs
 
 
-def book_seeds(instance: DagsterInstance) -> dict[str, str]:
+def book_seeds(instance: DagsterInstance, dates: list[dt.date] = DATES) -> dict[str, str]:
     """partition -> how its reconstructed_book was seeded (latest materialization)."""
     seeds = {}
     for symbol in deployment.SYMBOLS:
-        for day in DATES:
+        for day in dates:
             key = partition_key(day, symbol)
             found = instance.fetch_materializations(
                 AssetRecordsFilter(

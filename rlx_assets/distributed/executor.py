@@ -61,7 +61,6 @@ def celery_app_args(settings: RlxSettings) -> dict[str, Any]:
                 "interval_max": 0.5,
             },
             "result_expires": 7 * 24 * 3600,
-            "worker_hijack_root_logger": False,
         },
     }
 
