@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,16 @@ def assert_days_in_order(instance: DagsterInstance, backfill_id: str) -> dict[st
     return book_runs
 
 
+def seconds_per_partition(instance: DagsterInstance, backfill_id: str) -> float:
+    """Mean over partitions of the wall time of the runs that built it (a partition takes
+    three runs in a backfill: raw, book, then events and reports)."""
+    per_partition: dict[str, float] = {}
+    for record in instance.get_run_records(RunsFilter(tags={"dagster/backfill": backfill_id})):
+        key = record.dagster_run.tags["dagster/partition"]
+        per_partition[key] = per_partition.get(key, 0.0) + record.end_time - record.start_time
+    return sum(per_partition.values()) / len(per_partition)
+
+
 def book_seeds(instance: DagsterInstance, dates: list[dt.date] = DATES) -> dict[str, str]:
     """partition -> how its reconstructed_book was seeded (latest materialization)."""
     seeds = {}
@@ -73,12 +84,15 @@ def test_graphql_backfill_runs_each_symbols_days_in_order(tmp_path: Path) -> Non
     environment = deployment.base_environment(tmp_path, home)
     environment["RLX_STORAGE_URL"] = str(tmp_path / "assets")
     with deployment.dagster_dev(environment, work) as url:
+        started = time.monotonic()
         launched = deployment.run_backfill(url, environment, DAYS, timeout=600)
+        seconds = time.monotonic() - started
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     backfill_id = launched.stdout.split()[1].rstrip(":")
     with DagsterInstance.from_config(str(home)) as instance:
         book_runs = assert_days_in_order(instance, backfill_id)
         seeds = book_seeds(instance)
+        per_partition = seconds_per_partition(instance, backfill_id)
     # Day 2 and 3 continued from the previous day's book_state: their days really chained.
     for symbol in deployment.SYMBOLS:
         assert [seeds[partition_key(d, symbol)] == "previous_book_state" for d in DATES] == [
@@ -86,4 +100,8 @@ def test_graphql_backfill_runs_each_symbols_days_in_order(tmp_path: Path) -> Non
             True,
             True,
         ]
-    print({s: [(d, round(e - b, 1)) for d, b, e in runs] for s, runs in book_runs.items()})
+    print(
+        f"\nlocal variant: backfill of 3 days x 2 symbols in {seconds:.1f} s, runs of a partition"
+        f" {per_partition:.1f} s; book runs (day, s): "
+        f"{ {s: [(d, round(e - b, 1)) for d, b, e in runs] for s, runs in book_runs.items()} }"
+    )

@@ -11,11 +11,14 @@ process group of its own in its own working folder, as two machines would be.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import boto3
 import pytest
@@ -25,7 +28,11 @@ from rlx_assets.partitions import partition_key
 from rlx_assets_tests import deployment
 from rlx_assets_tests import s3_server as s3
 from rlx_assets_tests.conftest import make_settings, materialize_day
-from rlx_assets_tests.test_deploy_local import assert_days_in_order, book_seeds
+from rlx_assets_tests.test_deploy_local import (
+    assert_days_in_order,
+    book_seeds,
+    seconds_per_partition,
+)
 
 s3_server = s3.s3_server
 pytestmark = pytest.mark.slow
@@ -34,8 +41,9 @@ DATES = [dt.date(2024, 8, 1) + dt.timedelta(days=n) for n in range(4)]
 KILLED_DAY = DATES[3]  # backfilled by the second test, BTC-USDT only
 # Small replay chunks: a book step writes a dozen checkpoints, long enough to be killed midway.
 CHUNK_ROWS = "1000"
-# A step whose worker died is handed on after this long (steps here last a few seconds).
-VISIBILITY_TIMEOUT_S = "20"
+# A step whose worker died is handed on after this long (longer than any step here, on a busy
+# machine too: a step still running past it would be handed on as well).
+VISIBILITY_TIMEOUT_S = "60"
 
 
 @dataclass
@@ -118,6 +126,19 @@ def local_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     }
 
 
+@contextlib.contextmanager
+def shared_instance(shared: SharedDeployment) -> Iterator[DagsterInstance]:
+    """The deployment's instance (Postgres), opened by the test with the same settings."""
+    names = [
+        n for n in shared.environment if n.startswith("RLX_PG_") or n == "RLX_MAX_CONCURRENT_RUNS"
+    ]
+    with (
+        mock.patch.dict(os.environ, {name: shared.environment[name] for name in names}),
+        DagsterInstance.from_config(str(shared.home)) as instance,
+    ):
+        yield instance
+
+
 def s3_files(shared: SharedDeployment, dates: list[dt.date]) -> dict[str, bytes]:
     found = {}
     paginator = shared.s3.get_paginator("list_objects_v2")
@@ -167,10 +188,11 @@ def test_backfill_on_two_celery_workers_equals_the_local_variant(
     seconds = time.monotonic() - started
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     backfill_id = launched.stdout.split()[1].rstrip(":")
-    with DagsterInstance.from_config(str(shared.home)) as instance:
+    with shared_instance(shared) as instance:
         assert_days_in_order(instance, backfill_id)
         seeds = book_seeds(instance, DATES[:3])
         hosts = celery_hosts(instance, backfill_id)
+        per_partition = seconds_per_partition(instance, backfill_id)
     assert {host.split("@")[0] for host in hosts.values()} == {"worker1", "worker2"}, hosts
     for symbol in deployment.SYMBOLS:
         assert seeds[partition_key(DATES[1], symbol)] == "previous_book_state"
@@ -180,7 +202,11 @@ def test_backfill_on_two_celery_workers_equals_the_local_variant(
     assert len(remote) >= 8 * 2 * 3  # every asset of every partition
     different = [name for name in local if remote[name] != local[name]]
     assert not different
-    print(f"backfill 3 days x 2 symbols on celery: {seconds:.1f} s; steps per worker:", hosts)
+    steps = {name: sum(h.startswith(name) for h in hosts.values()) for name in shared.workers}
+    print(
+        f"\nshared variant: backfill of 3 days x 2 symbols in {seconds:.1f} s, runs of a"
+        f" partition {per_partition:.1f} s; steps per worker {steps}"
+    )
 
 
 def test_worker_killed_mid_book_step_resumes_from_s3_checkpoint(
@@ -197,7 +223,7 @@ def test_worker_killed_mid_book_step_resumes_from_s3_checkpoint(
         return b'"chunks": 2' in body or b'"chunks": 3' in body
 
     deployment.wait_until(checkpointed, "a book checkpoint on S3", timeout=300)
-    with DagsterInstance.from_config(str(shared.home)) as instance:
+    with shared_instance(shared) as instance:
         hosts = celery_hosts(instance, backfill_id)
         running = [host for key, host in hosts.items() if key.endswith(":reconstruct")]
         assert len(running) == 1, hosts

@@ -17,3 +17,7 @@ from rlx_assets.settings import get_settings
 
 app = make_app(celery_app_args(get_settings()))
 execute_plan = create_task(app)
+
+# Loaded now, not by the first step: a worker reports ready only with working Definitions, and
+# its first step does not spend the imports and compilation inside the visibility timeout.
+import rlx_assets.definitions  # noqa: E402, F401
