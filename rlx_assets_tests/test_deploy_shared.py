@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -39,8 +40,8 @@ pytestmark = pytest.mark.slow
 
 DATES = [dt.date(2024, 8, 1) + dt.timedelta(days=n) for n in range(4)]
 KILLED_DAY = DATES[3]  # backfilled by the second test, BTC-USDT only
-# Small replay chunks: a book step writes a dozen checkpoints, long enough to be killed midway.
-CHUNK_ROWS = "1000"
+# Small replay chunks: a book step writes dozens of checkpoints, long enough to be killed midway.
+CHUNK_ROWS = "250"
 # A step whose worker died is handed on after this long (longer than any step here, on a busy
 # machine too: a step still running past it would be handed on as well).
 VISIBILITY_TIMEOUT_S = "60"
@@ -217,17 +218,24 @@ def test_worker_killed_mid_book_step_resumes_from_s3_checkpoint(
         f"dt={KILLED_DAY}/checkpoint.json"
     )
     backfill_id = launch(shared, (str(KILLED_DAY), str(KILLED_DAY)), ("BTC-USDT",))
-
-    def checkpointed() -> bool:
-        body = shared.s3.get_object(Bucket=shared.bucket, Key=record_key)["Body"].read()
-        return b'"chunks": 2' in body or b'"chunks": 3' in body
-
-    deployment.wait_until(checkpointed, "a book checkpoint on S3", timeout=300)
     with shared_instance(shared) as instance:
-        hosts = celery_hosts(instance, backfill_id)
-        running = [host for key, host in hosts.items() if key.endswith(":reconstruct")]
-        assert len(running) == 1, hosts
+
+        def book_worker() -> list[str]:
+            hosts = celery_hosts(instance, backfill_id)
+            return [host for key, host in hosts.items() if key.endswith(":reconstruct")]
+
+        # The worker that took the book step (dagster-celery records it as the step starts).
+        running = deployment.wait_until(book_worker, "the book step on a worker", timeout=300)
+        assert len(running) == 1, running
         victim = shared.workers[running[0].split("@")[0]]
+        deadline = time.monotonic() + 120
+        while True:  # a tight loop: the step writes a checkpoint every few tens of ms
+            with contextlib.suppress(shared.s3.exceptions.NoSuchKey):
+                body = shared.s3.get_object(Bucket=shared.bucket, Key=record_key)["Body"].read()
+                if json.loads(body)["chunks"] >= 2:  # midway: chunks done, more to come
+                    break
+            assert time.monotonic() < deadline, "no book checkpoint on S3"
+            time.sleep(0.01)
         victim.kill()  # SIGKILL to the worker's process group, mid-step
 
         def finished():
