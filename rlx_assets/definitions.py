@@ -3,13 +3,7 @@
 
 from __future__ import annotations
 
-from dagster import (
-    AssetSelection,
-    Definitions,
-    define_asset_job,
-    definitions,
-    in_process_executor,
-)
+from dagster import AssetSelection, Definitions, define_asset_job, definitions
 
 from rlx_assets.defs.book.assets import build_book_assets
 from rlx_assets.defs.quality.assets import (
@@ -18,6 +12,7 @@ from rlx_assets.defs.quality.assets import (
     build_quality_assets,
 )
 from rlx_assets.defs.raw.assets import build_raw_assets
+from rlx_assets.distributed.executor import executor_for
 from rlx_assets.partitions import market_partitions
 from rlx_assets.resources.golden import GoldenResource
 from rlx_assets.resources.io_manager import ParquetIOManager
@@ -76,8 +71,9 @@ def build_definitions(settings: RlxSettings) -> Definitions:
             ),
             TELEMETRY: telemetry_resource(settings),
         },
-        # One machine: steps run in the run's process (a multiprocess step costs ~5 s of startup).
-        executor=in_process_executor,
+        # One machine (default): steps run in the run's process (a multiprocess step costs ~5 s
+        # of startup); RLX_EXECUTOR=celery: on the celery workers (deploy/shared).
+        executor=executor_for(settings),
     )
 
 

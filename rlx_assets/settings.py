@@ -78,6 +78,16 @@ class RlxSettings(BaseSettings):
     # Delta rows the book replay holds at once (memory follows this, not the day's size).
     replay_chunk_rows: int = Field(default=1_000_000, gt=0)
 
+    # Where a run's steps execute: "in_process" (one machine, the default) or "celery" (each
+    # step a task on the celery workers listening on the broker; deploy/shared).
+    executor: Literal["in_process", "celery"] = "in_process"
+    # redis://[:password@]host:port/db; URLs may carry a password: secrets, never shown.
+    celery_broker_url: SecretStr | None = None
+    celery_backend_url: SecretStr | None = None  # unset: the broker's URL
+    # A step's task unacknowledged this long (its worker died, or it is still running) is handed
+    # to another worker: longer than the longest step, shorter than the wait you accept.
+    celery_visibility_timeout_s: int = Field(default=3600, ge=2)
+
     # Parquet codec of every asset: lz4 is the fastest to write and read, zstd the smallest.
     parquet_compression: Literal["lz4", "zstd", "snappy"] = "lz4"
 

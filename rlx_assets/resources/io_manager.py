@@ -31,7 +31,6 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -54,6 +53,7 @@ from pydantic import Field
 from rlx_assets.lake.open import s3_options
 from rlx_assets.lake.urls import is_s3
 from rlx_assets.paths import PRIVATE_FILE_MODE, check_path_component, make_private_dirs
+from rlx_assets.resources.checkpoint_store import CheckpointStore
 from rlx_assets.resources.parquet_files import (
     DEFAULT_COMPRESSION,
     STAGING_DIR,
@@ -188,16 +188,16 @@ class ParquetIOManager(ConfigurableIOManager):
         writer.location = _location(fs, path)
         writer.size = fs.size(path)
 
-    def checkpoint_folder(self, folder: str, symbol: str, date: str | dt.date) -> Path | None:
-        """Where a long write may keep its checkpoints: beside local storage (ignored by readers,
-        like the staging folder); None for object stores."""
+    def checkpoint_folder(self, folder: str, symbol: str, date: str | dt.date) -> CheckpointStore:
+        """Where a long write keeps its checkpoints: `<base_url>/.checkpoints/<partition>/`,
+        ignored by readers like the staging folder. On s3:// they sit beside the assets, so a
+        step restarted on another machine resumes from them."""
         fs, root = self._filesystem()
-        if not isinstance(fs, LocalFileSystem):
-            return None
         relpath = _partition_relpath(folder, self.exchange, symbol, date).rsplit("/", 1)[0]
-        checkpoints = Path(root) / CHECKPOINT_DIR / relpath
-        make_private_dirs(checkpoints)  # created here, so owner-only like the rest of the tree
-        return checkpoints
+        checkpoints = f"{root}/{CHECKPOINT_DIR}/{relpath}"
+        if isinstance(fs, LocalFileSystem):
+            make_private_dirs(checkpoints)  # created here, so owner-only like the rest
+        return CheckpointStore(fs, checkpoints)
 
     def spill_parent(self) -> str | None:
         """Where a step may sort out of core: beside local storage (same disk, ignored by

@@ -3,7 +3,6 @@
 import contextlib
 import datetime as dt
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +43,7 @@ from rlx_assets.engine.merge import SpillReport
 from rlx_assets.engine.reconstruct import reconstruct_day
 from rlx_assets.engine.reconstruction import Reconstruction, opening_burst
 from rlx_assets.partitions import day_and_symbol, previous_day
+from rlx_assets.resources.checkpoint_store import CheckpointStore
 from rlx_assets.resources.io_manager import ALLOW_MISSING, ParquetIOManager
 from rlx_assets.resources.parquet_files import PartitionWriter
 from rlx_assets.resources.quality import QualityResource
@@ -62,7 +62,7 @@ def _reconstruct(
     day: dt.date,
     writer: PartitionWriter,
     chunk_rows: int,
-    checkpoint_folder: Path | None,
+    checkpoint_store: CheckpointStore | None,
 ) -> tuple[Reconstruction, StreamReport]:
     """full_replay streamed in chunks when the day has deltas; otherwise the strategies without
     deltas, in memory (vendor snapshots only: a small table)."""
@@ -94,14 +94,14 @@ def _reconstruct(
     )
     day_replay = DayReplay(previous_state, price_digits, size_digits, day, seed_from_vendor)
     checkpoints = None
-    if checkpoint_folder is not None:
+    if checkpoint_store is not None:
         inputs = fingerprint(
             file_identity(deltas),
             file_identity(snapshots),
             None if previous_state is None else previous_state.to_pydict(),
             chunk_rows,
         )
-        checkpoints = Checkpoints(checkpoint_folder, inputs)
+        checkpoints = Checkpoints(checkpoint_store, inputs)
     return stream_day(deltas, snapshots, day_replay, writer, chunk_rows, checkpoints)
 
 
@@ -217,8 +217,7 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
             result, report = _reconstruct(
                 deltas, snapshots, previous_book_state, day, writer, replay.chunk_rows, folder
             )
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)  # published: the checkpoints are spent
+        folder.clear()  # published: the checkpoints are spent
         if report.resumed_from_chunk:
             context.log.info(
                 f"resumed after chunk {report.resumed_from_chunk} "

@@ -11,9 +11,8 @@ ahead.
 """
 
 import hashlib
+import io
 import json
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from rlx_assets.background import WriteBehind, read_ahead
 from rlx_assets.engine.day_replay import (
@@ -32,6 +32,7 @@ from rlx_assets.engine.day_replay import (
     vendor_seed_exists,
 )
 from rlx_assets.engine.reconstruction import Reconstruction
+from rlx_assets.resources.checkpoint_store import CheckpointStore
 from rlx_assets.resources.parquet_files import PartitionWriter
 
 DELTA_COLUMNS = ["origin_time", "received_time", "sequence_number", "side_is_bid", "price", "size"]
@@ -105,70 +106,75 @@ def delta_sequences_meet(deltas: pq.ParquetFile, snapshot_sequences: np.ndarray)
 
 
 class Checkpoints:
-    """A write-ahead record of a streaming replay on local disk. After each chunk: the rows it
-    published (a segment file of plain arrays: cheap to write and to read back, about 700 bytes
-    per message while the partition is being written; the chunk's figures derive from them),
-    then the replay's state and the record pointing at it. A run killed at any point restarts
-    from the last complete set. Files are written under temporary names and renamed, so a kill
+    """A write-ahead record of a streaming replay, in a `CheckpointStore` (a local folder, or a
+    prefix on s3:// so that a step restarted on another machine resumes). After each chunk: the
+    rows it published (a segment file of plain arrays: cheap to write and to read back, about
+    700 bytes per message while the partition is being written; the chunk's figures derive from
+    them), then the replay's state and the record pointing at it. A run killed at any point
+    restarts from the last complete set. Each file replaces its name atomically, so a kill
     mid-write leaves the previous checkpoint intact."""
 
-    def __init__(self, folder: Path, fingerprint: str) -> None:
-        self.folder = folder
+    def __init__(self, store: CheckpointStore | Path, fingerprint: str) -> None:
+        if isinstance(store, Path):
+            store = CheckpointStore(LocalFileSystem(), str(store))
+        self.store = store
         self.fingerprint = fingerprint
         self.written = 0
 
     def load(self) -> tuple[int, dict[str, np.ndarray] | None, list[dict[str, np.ndarray]]]:
         """(chunks done, the replay state after them, their figures) for the same inputs,
         else (0, None, [])."""
-        meta_path = self.folder / "checkpoint.json"
-        if not meta_path.exists():
+        if not self.store.exists(RECORD):
             return 0, None, []
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(self.store.read_text(RECORD))
         if meta.get("fingerprint") != self.fingerprint:
             self.clear()  # other inputs or settings: start over
             return 0, None, []
         chunks = int(meta["chunks"])
         figures = []
         for index in range(chunks):
-            with np.load(self._segment(index)) as segment:  # reads only the figures' arrays
+            # Reads only the figures' arrays.
+            with self.store.open(_segment(index)) as handle, np.load(handle) as segment:
                 figures.append(message_figures(segment))
-        return chunks, self._load(self._state(chunks)), figures
+        return chunks, self._load(_state(chunks)), figures
 
     def save(self, index: int, rows: PublishedRows, state: dict[str, np.ndarray]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        _save_arrays(self._segment(index), rows.to_arrays())
+        self.store.write(_segment(index), _arrays_bytes(rows.to_arrays()))
         # The state is named by the chunks it covers and the record points at it last: a kill
         # between the two leaves the record on the previous, still present, state.
-        _save_arrays(self._state(index + 1), state)
+        self.store.write(_state(index + 1), _arrays_bytes(state))
         meta = {"fingerprint": self.fingerprint, "chunks": index + 1}
-        (self.folder / "checkpoint.json.tmp").write_text(json.dumps(meta))
-        os.replace(self.folder / "checkpoint.json.tmp", self.folder / "checkpoint.json")
-        self._state(index).unlink(missing_ok=True)
+        self.store.write(RECORD, json.dumps(meta).encode())
+        self.store.remove(_state(index))
         self.written += 1
 
     def rows(self, index: int) -> PublishedRows:
-        return PublishedRows.from_arrays(self._load(self._segment(index)))
+        return PublishedRows.from_arrays(self._load(_segment(index)))
 
-    @staticmethod
-    def _load(path: Path) -> dict[str, np.ndarray]:
-        with np.load(path) as saved:
-            return {name: saved[name] for name in saved.files}
-
-    def _segment(self, index: int) -> Path:
-        # Not named *.parquet: no reader's glob over the storage picks it up.
-        return self.folder / f"segment-{index:06d}.npz"
-
-    def _state(self, chunks: int) -> Path:
-        return self.folder / f"state-{chunks:06d}.npz"
+    def _load(self, name: str) -> dict[str, np.ndarray]:
+        with self.store.open(name) as handle, np.load(handle) as saved:
+            return {key: saved[key] for key in saved.files}
 
     def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self.store.clear()
 
 
-def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with open(f"{path}.tmp", "wb") as handle:
-        np.savez(handle, **arrays)
-    os.replace(f"{path}.tmp", path)
+RECORD = "checkpoint.json"
+
+
+def _segment(index: int) -> str:
+    # Not named *.parquet: no reader's glob over the storage picks it up.
+    return f"segment-{index:06d}.npz"
+
+
+def _state(chunks: int) -> str:
+    return f"state-{chunks:06d}.npz"
+
+
+def _arrays_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
 
 
 def fingerprint(*parts: object) -> str:
