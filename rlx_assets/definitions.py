@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from rlx_assets.defs.book.assets import build_book_assets
+from rlx_assets.defs.catalog import catalog_attributes
 from rlx_assets.defs.quality.assets import (
     build_fidelity_assets,
     build_microstructure_assets,
@@ -26,13 +27,16 @@ ALL_ASSETS_JOB = "all_assets"
 def build_definitions(settings: RlxSettings) -> Definitions:
     partitions = market_partitions(settings.start_date, settings.symbols)
     return Definitions(
-        assets=[
-            *build_raw_assets(partitions),
-            *build_book_assets(partitions),
-            *build_quality_assets(partitions),
-            *build_fidelity_assets(partitions),
-            *build_microstructure_assets(partitions),
-        ],
+        assets=catalog_attributes(
+            [
+                *build_raw_assets(partitions),
+                *build_book_assets(partitions),
+                *build_quality_assets(partitions),
+                *build_fidelity_assets(partitions),
+                *build_microstructure_assets(partitions),
+            ],
+            settings,
+        ),
         jobs=[
             define_asset_job(
                 ALL_ASSETS_JOB,

@@ -149,12 +149,10 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
                     "book matched it before any resync."
                 ),
                 kinds={"parquet"},
-                code_version="1",
             ),
             BOOK_STATE: AssetOut(
                 description="The full-depth book at the end of the day; the next day starts there.",
                 kinds={"parquet"},
-                code_version="1",
             ),
         },
         # The raw tables are streamed from storage in chunks, not loaded as inputs.
@@ -336,7 +334,6 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
             "from the validated reconstructed book), ordered by event_timestamp, type, id."
         ),
         kinds={"parquet"},
-        code_version="1",
         check_specs=[
             check_names.partitioned_check(
                 check_names.EVENTS_CHRONOLOGICAL,

@@ -146,12 +146,11 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
         partitions_def=partitions_def,
         group_name="quality",
         description=(
-            "The partition's data-quality figures (DESIGN section 4) as one row: gaps, repairs, "
+            "The partition's data-quality figures as one row: gaps, repairs, "
             "crossed books, mid deviation, clock skew per table, origin_time completeness, "
             "precision loss, duplicates, quarantine, trade-to-book ratio, strategy, cold start."
         ),
         kinds={"parquet"},
-        code_version="1",
         # Streamed from storage in batches, not loaded as inputs.
         deps=["raw_trades", "raw_book_snapshots", "raw_book_deltas", "reconstructed_book"],
     )
@@ -235,7 +234,6 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
                     "golden sample say so; their checks are skipped."
                 ),
                 kinds={"parquet"},
-                code_version="2",
             )
         },
         # Read in batches from storage (only with a golden sample), not loaded as inputs.
@@ -348,7 +346,6 @@ def build_microstructure_assets(partitions_def) -> list[AssetsDefinition]:
             "day's trade-to-book event ratio in metadata."
         ),
         kinds={"parquet"},
-        code_version="1",
         # Streamed from storage in batches, not loaded as inputs.
         deps=["reconstructed_book", "raw_book_deltas", "raw_trades"],
     )

@@ -109,7 +109,6 @@ def build_raw_asset(
         partitions_def=partitions_def,
         description=description,
         kinds={"parquet"},
-        code_version="1",
         check_specs=[
             check_names.partitioned_check(
                 check_names.ORIGIN_TIME_COMPLETE,
