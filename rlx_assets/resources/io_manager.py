@@ -55,6 +55,7 @@ from pydantic import Field
 
 from rlx_assets.lake.open import s3_options
 from rlx_assets.paths import PRIVATE_FILE_MODE, check_path_component, make_private_dirs
+from rlx_assets.resources.table_metadata import stored_table_metadata
 
 PART_FILE = "part-0.parquet"
 STAGING_DIR = ".staging"  # under base_url; never inside an asset folder
@@ -166,8 +167,12 @@ class ParquetIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: pa.Table | pl.DataFrame | None) -> None:
         """Write `obj` atomically to its partition file and record path, row_count and bytes."""
         if obj is None:
-            # The asset chose to write nothing; leave any previous version alone.
+            # The asset chose to write nothing here (it streamed its partition itself, or wrote
+            # nothing at all); leave the file alone, but describe it when there is one.
             context.log.debug(f"{_asset_name(context)}: output is None, nothing written")
+            written = self._written_schema(context)
+            if written is not None:
+                context.add_output_metadata(stored_table_metadata(*written))
             return
         table = _as_arrow_table(obj, _asset_name(context))
         uri, size = self._publish(self._output_relpath(context), table)
@@ -177,8 +182,18 @@ class ParquetIOManager(ConfigurableIOManager):
                 "path": MetadataValue.path(uri),
                 "row_count": MetadataValue.int(table.num_rows),
                 "bytes": MetadataValue.int(size),
+                **stored_table_metadata(uri, table.schema),
             }
         )
+
+    def _written_schema(self, context: OutputContext) -> tuple[str, pa.Schema] | None:
+        """The location and schema (from the Parquet footer) of the output's partition file."""
+        fs, root = self._filesystem()
+        path = f"{root}/{self._output_relpath(context)}"
+        if not fs.exists(path):
+            return None
+        with fs.open(path, "rb") as handle:
+            return _location(fs, path), pq.read_schema(handle)
 
     def write_partition(
         self, folder: str, symbol: str, date: str | dt.date, table: pa.Table

@@ -20,16 +20,21 @@ from dagster import (
     MetadataValue,
     Output,
     ResourceParam,
+    TableColumn,
+    TableRecord,
+    TableSchema,
     asset,
     multi_asset,
 )
 
 from rlx_assets.defs import check_names
 from rlx_assets.defs.metadata import markdown_table, recorded_metadata
+from rlx_assets.defs.skipped_checks import skip_checks
 from rlx_assets.engine.fidelity import FidelityReport, FidelityThresholds, compare_day_batches
 from rlx_assets.engine.golden import concat_samples, parse_golden
 from rlx_assets.engine.microstructure import BOOK_BATCH_ROWS, microstructure_metrics_batches
 from rlx_assets.engine.quality import TimeBatches, time_figures, validation_row
+from rlx_assets.engine.raw import day_bounds_ns
 from rlx_assets.partitions import day_and_symbol
 from rlx_assets.plots import (
     distribution_plot_png,
@@ -41,6 +46,7 @@ from rlx_assets.resources.golden import GoldenResource
 from rlx_assets.resources.io_manager import ParquetIOManager
 from rlx_assets.resources.quality import QualityResource
 from rlx_assets.resources.telemetry import observed
+from rlx_assets.sparkline import day_sparkline
 
 TIMES = ["origin_time", "received_time"]
 BOOK_FIGURES = [
@@ -88,6 +94,46 @@ def _timeseries(times, values, title: str) -> MetadataValue:
         times, values = times.to_numpy(), pc.fill_null(values, np.nan).to_numpy()
     png = timeseries_plot_png(times, values, title)
     return MetadataValue.md(png_markdown(png, title))
+
+
+def gaps_per_hour(detected: list[int], filled: list[int]) -> MetadataValue:
+    """The hours with a gap, as a small table (a day without gaps says so in one line)."""
+    hours = [
+        {"hour_utc": f"{hour:02d}:00", "detected": int(found), "filled": int(done)}
+        for hour, (found, done) in enumerate(zip(detected, filled, strict=True))
+        if found or done
+    ]
+    if not hours:
+        return MetadataValue.text("no gaps in any hour")
+    return MetadataValue.table(
+        records=[TableRecord(hour) for hour in hours],
+        schema=TableSchema(
+            columns=[
+                TableColumn("hour_utc", "string"),
+                TableColumn("detected", "int"),
+                TableColumn("filled", "int"),
+            ]
+        ),
+    )
+
+
+def _microstructure_sparklines(per_minute: pa.Table, day: dt.date) -> dict[str, MetadataValue]:
+    """Spread and depth over the day, drawn inline (half-hour means of the minute figures)."""
+    start = day_bounds_ns(day)[0]
+    minutes = per_minute["minute_start"].to_numpy()
+
+    def column(name: str) -> np.ndarray:
+        return pc.fill_null(per_minute[name], np.nan).to_numpy(zero_copy_only=False)
+
+    depth = column("depth_bid_mean") + column("depth_ask_mean")
+    return {
+        "spread_sparkline": MetadataValue.text(
+            day_sparkline(minutes, column("spread_bps_mean"), start, "bps", how="mean")
+        ),
+        "depth_sparkline": MetadataValue.text(
+            day_sparkline(minutes, depth, start, "size, bid+ask", how="mean")
+        ),
+    }
 
 
 BATCH_ROWS = 1 << 20  # rows per batch read from a partition: a few MB of the time columns
@@ -206,11 +252,11 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
                 ),
                 # The DESIGN columns one by one (plottable in the UI); the rest is in `report`.
                 **{k: row[k] for k in REPORT_COLUMNS if row[k] is not None},
-                "gaps_per_hour": MetadataValue.json(
-                    {
-                        "detected": row["gaps_detected_per_hour"],
-                        "filled": row["gaps_filled_per_hour"],
-                    }
+                "gaps_per_hour": gaps_per_hour(
+                    row["gaps_detected_per_hour"], row["gaps_filled_per_hour"]
+                ),
+                "mid_deviation_sparkline": MetadataValue.text(
+                    day_sparkline(deviation_times, deviations, day_bounds_ns(day)[0], "bps")
                 ),
             },
         )
@@ -267,7 +313,12 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
         # by local receive time).
         files = [golden.read(symbol, d) for d in (day - dt.timedelta(days=1), day)]
         if files[1] is None:
-            context.log.info(f"no golden sample at {golden.path(symbol, day)}: checks skipped")
+            skip_checks(
+                context,
+                "fidelity_report",
+                [check_names.TOP_OF_BOOK_MATCHES_GOLDEN, check_names.DISTRIBUTIONS_MATCH_GOLDEN],
+                f"no golden sample for this day ({golden.path(symbol, day)})",
+            )
             yield Output(
                 FidelityReport(verdict=NO_GOLDEN_SAMPLE).table(),
                 output_name="fidelity_report",
@@ -371,6 +422,7 @@ def build_microstructure_assets(partitions_def) -> list[AssetsDefinition]:
                 **{k: v for k, v in result.summary.items() if isinstance(v, (int, float))},
                 "update_frequency_by_level": markdown_table(levels, limit=len(levels)),
                 "update_frequency_by_level_rows": MetadataValue.json(levels),  # for telemetry
+                **_microstructure_sparklines(per_minute, day),
                 "spread_over_time": _timeseries(
                     per_minute["minute_start"],
                     per_minute["spread_bps_mean"],
