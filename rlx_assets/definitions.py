@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
 
+from rlx_assets.console import run_console_logger
 from rlx_assets.defs.book.assets import build_book_assets
 from rlx_assets.defs.catalog import catalog_attributes
 from rlx_assets.defs.quality.assets import (
@@ -71,6 +72,8 @@ def build_definitions(settings: RlxSettings) -> Definitions:
             ),
             TELEMETRY: telemetry_resource(settings),
         },
+        # Short console output; the instance's event log (the UI) keeps every event.
+        loggers={"console": run_console_logger},
         # One machine: steps run in the run's process (a multiprocess step costs ~5 s of startup).
         executor=in_process_executor,
     )

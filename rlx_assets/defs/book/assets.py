@@ -34,6 +34,7 @@ from rlx_assets.defs.book.streaming import (
     fingerprint,
     stream_day,
 )
+from rlx_assets.defs.errors import user_errors
 from rlx_assets.engine.book import message_starts
 from rlx_assets.engine.events import EVENT_SCHEMA, BatchSource, EventTally, unified_event_batches
 from rlx_assets.engine.merge import SpillReport
@@ -200,6 +201,7 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
         ],
     )
     @observed
+    @user_errors
     def reconstruct(
         context: AssetExecutionContext,
         quality: QualityResource,
@@ -344,6 +346,7 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
         ],
     )
     @observed
+    @user_errors
     def unified_events_asset(
         context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ):

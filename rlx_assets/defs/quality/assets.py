@@ -28,6 +28,7 @@ from dagster import (
 )
 
 from rlx_assets.defs import check_names
+from rlx_assets.defs.errors import user_errors
 from rlx_assets.defs.metadata import markdown_table, recorded_metadata
 from rlx_assets.defs.skipped_checks import skip_checks
 from rlx_assets.engine.fidelity import FidelityReport, FidelityThresholds, compare_day_batches
@@ -201,6 +202,7 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
         deps=["raw_trades", "raw_book_snapshots", "raw_book_deltas", "reconstructed_book"],
     )
     @observed
+    @user_errors
     def validation_report(
         context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ) -> Output[pa.Table]:
@@ -302,6 +304,7 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
         can_subset=True,
     )
     @observed
+    @user_errors
     def fidelity(
         context: AssetExecutionContext,
         golden: GoldenResource,
@@ -401,6 +404,7 @@ def build_microstructure_assets(partitions_def) -> list[AssetsDefinition]:
         deps=["reconstructed_book", "raw_book_deltas", "raw_trades"],
     )
     @observed
+    @user_errors
     def microstructure(
         context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ) -> Output[pa.Table]:

@@ -23,6 +23,7 @@ from dagster import (
 
 from rlx_assets.background import WriteBehind, read_ahead
 from rlx_assets.defs import check_names
+from rlx_assets.defs.errors import user_errors
 from rlx_assets.defs.metadata import markdown_table, recorded_metadata
 from rlx_assets.engine.quality import (
     OriginTimeCompleteness,
@@ -153,6 +154,7 @@ def build_raw_asset(
         ],
     )
     @observed
+    @user_errors
     def _raw(
         context: AssetExecutionContext,
         lake: LakeResource,
