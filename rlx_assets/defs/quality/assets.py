@@ -246,7 +246,19 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
             table,
             metadata={
                 "dagster/row_count": 1,
-                "report": markdown_table(shown, limit=len(shown)),
+                # First, and as text and a table: the UI shows both inline ("is this day good?").
+                "mid_deviation_sparkline": MetadataValue.text(
+                    day_sparkline(deviation_times, deviations, day_bounds_ns(day)[0], "bps")
+                ),
+                "report": MetadataValue.table(
+                    records=[
+                        TableRecord({"figure": r["figure"], "value": str(r["value"])})
+                        for r in shown
+                    ],
+                    schema=TableSchema(
+                        columns=[TableColumn("figure", "string"), TableColumn("value", "string")]
+                    ),
+                ),
                 "mid_deviation_over_time": _timeseries(
                     deviation_times,
                     deviations,
@@ -256,9 +268,6 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
                 **{k: row[k] for k in REPORT_COLUMNS if row[k] is not None},
                 "gaps_per_hour": gaps_per_hour(
                     row["gaps_detected_per_hour"], row["gaps_filled_per_hour"]
-                ),
-                "mid_deviation_sparkline": MetadataValue.text(
-                    day_sparkline(deviation_times, deviations, day_bounds_ns(day)[0], "bps")
                 ),
             },
         )
@@ -423,10 +432,10 @@ def build_microstructure_assets(partitions_def) -> list[AssetsDefinition]:
             per_minute,
             metadata={
                 "dagster/row_count": per_minute.num_rows,
+                **_microstructure_sparklines(per_minute, day),
                 **{k: v for k, v in result.summary.items() if isinstance(v, (int, float))},
                 "update_frequency_by_level": markdown_table(levels, limit=len(levels)),
                 "update_frequency_by_level_rows": MetadataValue.json(levels),  # for telemetry
-                **_microstructure_sparklines(per_minute, day),
                 "spread_over_time": _timeseries(
                     per_minute["minute_start"],
                     per_minute["spread_bps_mean"],
