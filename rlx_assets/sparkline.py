@@ -58,7 +58,7 @@ def day_sparkline(
     values: np.ndarray,
     day_start_ns: int,
     unit: str,
-    buckets: int = 48,
+    buckets: int = 24,
     how: str = "max",
 ) -> str:
     """`00h ▁▁▂█▁… 24h  max 0.42 bps`: the day in `buckets` slices, with the scale's top."""
