@@ -1,9 +1,10 @@
 """The project's own errors, told to the user once and short, with the setting to change.
 
 An asset that meets one (an unreachable lake, refused credentials, a damaged vendor file, an
-unreadable golden sample) raises `dagster.Failure` with the error's own one-line message instead
-of the exception itself: Dagster then shows the message, not a chain of tracebacks through the
-library that noticed it. Anything else (a bug) keeps its traceback.
+unreadable golden sample) raises `dagster.Failure` with the error's own one-line message. The
+error stays attached as its cause (its class and message are what tests and the event log
+identify it by) but without its frames: Dagster shows the message, not a chain of tracebacks
+through the libraries that noticed the problem. Anything else (a bug) keeps its traceback.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def user_errors(compute_fn: Callable) -> Callable:
             try:
                 yield from compute_fn(*args, **kwargs)
             except PROJECT_ERRORS as error:
-                raise as_failure(error) from None
+                raise as_failure(error) from error.with_traceback(None)
 
         return generator
 
@@ -57,6 +58,6 @@ def user_errors(compute_fn: Callable) -> Callable:
         try:
             return compute_fn(*args, **kwargs)
         except PROJECT_ERRORS as error:
-            raise as_failure(error) from None
+            raise as_failure(error) from error.with_traceback(None)
 
     return function
