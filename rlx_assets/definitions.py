@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, definitions
 
+from rlx_assets.console import run_console_logger
 from rlx_assets.defs.book.assets import build_book_assets
+from rlx_assets.defs.catalog import catalog_attributes
 from rlx_assets.defs.quality.assets import (
     build_fidelity_assets,
     build_microstructure_assets,
@@ -35,13 +37,16 @@ def build_definitions(settings: RlxSettings) -> Definitions:
         "s3_region": settings.s3_region,
     }
     return Definitions(
-        assets=[
-            *build_raw_assets(partitions),
-            *build_book_assets(partitions),
-            *build_quality_assets(partitions),
-            *build_fidelity_assets(partitions),
-            *build_microstructure_assets(partitions),
-        ],
+        assets=catalog_attributes(
+            [
+                *build_raw_assets(partitions),
+                *build_book_assets(partitions),
+                *build_quality_assets(partitions),
+                *build_fidelity_assets(partitions),
+                *build_microstructure_assets(partitions),
+            ],
+            settings,
+        ),
         jobs=[
             define_asset_job(
                 ALL_ASSETS_JOB,
@@ -71,6 +76,8 @@ def build_definitions(settings: RlxSettings) -> Definitions:
             ),
             TELEMETRY: telemetry_resource(settings),
         },
+        # Short console output; the instance's event log (the UI) keeps every event.
+        loggers={"console": run_console_logger},
         # One machine (default): steps run in the run's process (a multiprocess step costs ~5 s
         # of startup); RLX_EXECUTOR=celery: on the celery workers (deploy/shared).
         executor=executor_for(settings),

@@ -48,6 +48,10 @@ def failure_reason(result: ExecuteInProcessResult) -> str:
     """The first failed step and its error message, on one line."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data:
+            failure = event.step_failure_data.user_failure_data
+            if failure is not None and failure.description:
+                # A project error raised as dagster.Failure: its description is the message.
+                return f"step {event.step_key}: {failure.description.strip().splitlines()[0]}"
             error = event.step_failure_data.error
             # Dagster wraps the user's exception; its own message is the useful one.
             while error is not None and error.cause is not None:

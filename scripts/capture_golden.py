@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Capture golden samples live from Binance: `<RLX_GOLDEN_DIR>/<SYMBOL>-<YYYY-MM-DD>.jsonl.gz`.
 
     poetry run python scripts/capture_golden.py --symbols BTC-USDT --duration 1h

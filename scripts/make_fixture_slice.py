@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Cut the committed test fixture out of ../shared/fixtures/binance-spot-btcusdt.
 
 Keeps the rows a collector received in [23:58:30, 00:01:30) UTC around 2024-08-09 00:00, filed by

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Telemetry end to end on this machine, in one command:
 
     poetry run python scripts/telemetry_demo.py

@@ -62,6 +62,7 @@ from rlx_assets.resources.parquet_files import (
     publish_local,
     publish_object,
 )
+from rlx_assets.resources.table_metadata import stored_table_metadata
 
 PART_FILE = "part-0.parquet"
 CHECKPOINT_DIR = ".checkpoints"  # under base_url, beside .staging
@@ -110,8 +111,12 @@ class ParquetIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: pa.Table | pl.DataFrame | None) -> None:
         """Write `obj` atomically to its partition file and record path, row_count and bytes."""
         if obj is None:
-            # The asset chose to write nothing; leave any previous version alone.
+            # The asset chose to write nothing here (it streamed its partition itself, or wrote
+            # nothing at all); leave the file alone, but describe it when there is one.
             context.log.debug(f"{_asset_name(context)}: output is None, nothing written")
+            written = self._written_schema(context)
+            if written is not None:
+                context.add_output_metadata(stored_table_metadata(*written))
             return
         table = _as_arrow_table(obj, _asset_name(context))
         uri, size = self._publish(self._output_relpath(context), table)
@@ -121,8 +126,18 @@ class ParquetIOManager(ConfigurableIOManager):
                 "path": MetadataValue.path(uri),
                 "row_count": MetadataValue.int(table.num_rows),
                 "bytes": MetadataValue.int(size),
+                **stored_table_metadata(uri, table.schema),
             }
         )
+
+    def _written_schema(self, context: OutputContext) -> tuple[str, pa.Schema] | None:
+        """The location and schema (from the Parquet footer) of the output's partition file."""
+        fs, root = self._filesystem()
+        path = f"{root}/{self._output_relpath(context)}"
+        if not fs.exists(path):
+            return None
+        with fs.open(path, "rb") as handle:
+            return _location(fs, path), pq.read_schema(handle)
 
     def write_partition(
         self, folder: str, symbol: str, date: str | dt.date, table: pa.Table

@@ -34,6 +34,7 @@ from rlx_assets.defs.book.streaming import (
     stream_day,
 )
 from rlx_assets.defs.checks import partitioned_check
+from rlx_assets.defs.errors import user_errors
 from rlx_assets.engine.book_tables import day_digits, recorded_digits
 from rlx_assets.engine.book_types import message_starts
 from rlx_assets.engine.day_replay import DayReplay
@@ -147,12 +148,10 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
                     "book matched it before any resync."
                 ),
                 kinds={"parquet"},
-                code_version="1",
             ),
             BOOK_STATE: AssetOut(
                 description="The full-depth book at the end of the day; the next day starts there.",
                 kinds={"parquet"},
-                code_version="1",
             ),
         },
         # The raw tables are streamed from storage in chunks, not loaded as inputs.
@@ -200,6 +199,7 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
         ],
     )
     @observed
+    @user_errors
     def reconstruct(
         context: AssetExecutionContext,
         quality: QualityResource,
@@ -333,7 +333,6 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
             "from the validated reconstructed book), ordered by event_timestamp, type, id."
         ),
         kinds={"parquet"},
-        code_version="1",
         check_specs=[
             partitioned_check(
                 check_names.EVENTS_CHRONOLOGICAL,
@@ -344,6 +343,7 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
         ],
     )
     @observed
+    @user_errors
     def unified_events_asset(
         context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ):

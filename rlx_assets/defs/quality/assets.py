@@ -20,13 +20,19 @@ from dagster import (
     MetadataValue,
     Output,
     ResourceParam,
+    TableColumn,
+    TableRecord,
+    TableSchema,
     asset,
     multi_asset,
 )
 
 from rlx_assets import check_names
 from rlx_assets.defs.checks import partitioned_check
+from rlx_assets.defs.errors import user_errors
 from rlx_assets.defs.metadata import markdown_table, recorded_metadata
+from rlx_assets.defs.skipped_checks import skip_checks
+from rlx_assets.engine.days import day_bounds_ns
 from rlx_assets.engine.fidelity import compare_day_batches
 from rlx_assets.engine.fidelity_report import FidelityReport, FidelityThresholds
 from rlx_assets.engine.golden import concat_samples, parse_golden
@@ -43,6 +49,7 @@ from rlx_assets.resources.golden import GoldenResource
 from rlx_assets.resources.io_manager import ParquetIOManager
 from rlx_assets.resources.quality import QualityResource
 from rlx_assets.resources.telemetry import observed
+from rlx_assets.sparkline import day_sparkline
 
 TIMES = ["origin_time", "received_time"]
 BOOK_FIGURES = [
@@ -90,6 +97,46 @@ def _timeseries(times, values, title: str) -> MetadataValue:
         times, values = times.to_numpy(), pc.fill_null(values, np.nan).to_numpy()
     png = timeseries_plot_png(times, values, title)
     return MetadataValue.md(png_markdown(png, title))
+
+
+def gaps_per_hour(detected: list[int], filled: list[int]) -> MetadataValue:
+    """The hours with a gap, as a small table (a day without gaps says so in one line)."""
+    hours = [
+        {"hour_utc": f"{hour:02d}:00", "detected": int(found), "filled": int(done)}
+        for hour, (found, done) in enumerate(zip(detected, filled, strict=True))
+        if found or done
+    ]
+    if not hours:
+        return MetadataValue.text("no gaps in any hour")
+    return MetadataValue.table(
+        records=[TableRecord(hour) for hour in hours],
+        schema=TableSchema(
+            columns=[
+                TableColumn("hour_utc", "string"),
+                TableColumn("detected", "int"),
+                TableColumn("filled", "int"),
+            ]
+        ),
+    )
+
+
+def _microstructure_sparklines(per_minute: pa.Table, day: dt.date) -> dict[str, MetadataValue]:
+    """Spread and depth over the day, drawn inline (half-hour means of the minute figures)."""
+    start = day_bounds_ns(day)[0]
+    minutes = per_minute["minute_start"].to_numpy()
+
+    def column(name: str) -> np.ndarray:
+        return pc.fill_null(per_minute[name], np.nan).to_numpy(zero_copy_only=False)
+
+    depth = column("depth_bid_mean") + column("depth_ask_mean")
+    return {
+        "spread_sparkline": MetadataValue.text(
+            day_sparkline(minutes, column("spread_bps_mean"), start, "bps", how="mean")
+        ),
+        "depth_sparkline": MetadataValue.text(
+            day_sparkline(minutes, depth, start, "size, bid+ask", how="mean")
+        ),
+    }
 
 
 BATCH_ROWS = 1 << 20  # rows per batch read from a partition: a few MB of the time columns
@@ -148,16 +195,16 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
         partitions_def=partitions_def,
         group_name="quality",
         description=(
-            "The partition's data-quality figures (DESIGN section 4) as one row: gaps, repairs, "
+            "The partition's data-quality figures as one row: gaps, repairs, "
             "crossed books, mid deviation, clock skew per table, origin_time completeness, "
             "precision loss, duplicates, quarantine, trade-to-book ratio, strategy, cold start."
         ),
         kinds={"parquet"},
-        code_version="1",
         # Streamed from storage in batches, not loaded as inputs.
         deps=["raw_trades", "raw_book_snapshots", "raw_book_deltas", "reconstructed_book"],
     )
     @observed
+    @user_errors
     def validation_report(
         context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ) -> Output[pa.Table]:
@@ -201,7 +248,19 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
             table,
             metadata={
                 "dagster/row_count": 1,
-                "report": markdown_table(shown, limit=len(shown)),
+                # First, and as text and a table: the UI shows both inline ("is this day good?").
+                "mid_deviation_sparkline": MetadataValue.text(
+                    day_sparkline(deviation_times, deviations, day_bounds_ns(day)[0], "bps")
+                ),
+                "report": MetadataValue.table(
+                    records=[
+                        TableRecord({"figure": r["figure"], "value": str(r["value"])})
+                        for r in shown
+                    ],
+                    schema=TableSchema(
+                        columns=[TableColumn("figure", "string"), TableColumn("value", "string")]
+                    ),
+                ),
                 "mid_deviation_over_time": _timeseries(
                     deviation_times,
                     deviations,
@@ -209,11 +268,8 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
                 ),
                 # The DESIGN columns one by one (plottable in the UI); the rest is in `report`.
                 **{k: row[k] for k in REPORT_COLUMNS if row[k] is not None},
-                "gaps_per_hour": MetadataValue.json(
-                    {
-                        "detected": row["gaps_detected_per_hour"],
-                        "filled": row["gaps_filled_per_hour"],
-                    }
+                "gaps_per_hour": gaps_per_hour(
+                    row["gaps_detected_per_hour"], row["gaps_filled_per_hour"]
                 ),
             },
         )
@@ -237,7 +293,6 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
                     "golden sample say so; their checks are skipped."
                 ),
                 kinds={"parquet"},
-                code_version="2",
             )
         },
         # Read in batches from storage (only with a golden sample), not loaded as inputs.
@@ -260,6 +315,7 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
         can_subset=True,
     )
     @observed
+    @user_errors
     def fidelity(
         context: AssetExecutionContext,
         golden: GoldenResource,
@@ -271,7 +327,12 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
         # by local receive time).
         files = [golden.read(symbol, d) for d in (day - dt.timedelta(days=1), day)]
         if files[1] is None:
-            context.log.info(f"no golden sample at {golden.path(symbol, day)}: checks skipped")
+            skip_checks(
+                context,
+                "fidelity_report",
+                [check_names.TOP_OF_BOOK_MATCHES_GOLDEN, check_names.DISTRIBUTIONS_MATCH_GOLDEN],
+                f"no golden sample for this day ({golden.path(symbol, day)})",
+            )
             yield Output(
                 FidelityReport(verdict=NO_GOLDEN_SAMPLE).table(),
                 output_name="fidelity_report",
@@ -350,11 +411,11 @@ def build_microstructure_assets(partitions_def) -> list[AssetsDefinition]:
             "day's trade-to-book event ratio in metadata."
         ),
         kinds={"parquet"},
-        code_version="1",
         # Streamed from storage in batches, not loaded as inputs.
         deps=["reconstructed_book", "raw_book_deltas", "raw_trades"],
     )
     @observed
+    @user_errors
     def microstructure(
         context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ) -> Output[pa.Table]:
@@ -373,6 +434,7 @@ def build_microstructure_assets(partitions_def) -> list[AssetsDefinition]:
             per_minute,
             metadata={
                 "dagster/row_count": per_minute.num_rows,
+                **_microstructure_sparklines(per_minute, day),
                 **{k: v for k, v in result.summary.items() if isinstance(v, (int, float))},
                 "update_frequency_by_level": markdown_table(levels, limit=len(levels)),
                 "update_frequency_by_level_rows": MetadataValue.json(levels),  # for telemetry

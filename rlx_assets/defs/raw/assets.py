@@ -24,6 +24,7 @@ from dagster import (
 from rlx_assets import check_names
 from rlx_assets.background import WriteBehind, read_ahead
 from rlx_assets.defs.checks import partitioned_check
+from rlx_assets.defs.errors import user_errors
 from rlx_assets.defs.metadata import markdown_table, recorded_metadata
 from rlx_assets.engine.clock_skew import clock_skew_ms_batches, skew_excess_ms
 from rlx_assets.engine.quality import OriginTimeCompleteness
@@ -108,7 +109,6 @@ def build_raw_asset(
         partitions_def=partitions_def,
         description=description,
         kinds={"parquet"},
-        code_version="1",
         check_specs=[
             partitioned_check(
                 check_names.ORIGIN_TIME_COMPLETE,
@@ -153,6 +153,7 @@ def build_raw_asset(
         ],
     )
     @observed
+    @user_errors
     def _raw(
         context: AssetExecutionContext,
         lake: LakeResource,
