@@ -40,6 +40,13 @@ def as_failure(error: Exception) -> Failure:
     return Failure(description=message, metadata=metadata, allow_retries=False)
 
 
+def _without_frames(error: Exception) -> Exception:
+    """The error alone: no traceback, no chain of the library exceptions behind it."""
+    error.__cause__ = error.__context__ = None
+    error.__suppress_context__ = True
+    return error.with_traceback(None)
+
+
 def user_errors(compute_fn: Callable) -> Callable:
     """Put it under `@observed` (or right under `@asset`): project errors become `Failure`s."""
     if inspect.isgeneratorfunction(compute_fn):
@@ -49,7 +56,7 @@ def user_errors(compute_fn: Callable) -> Callable:
             try:
                 yield from compute_fn(*args, **kwargs)
             except PROJECT_ERRORS as error:
-                raise as_failure(error) from error.with_traceback(None)
+                raise as_failure(error) from _without_frames(error)
 
         return generator
 
@@ -58,6 +65,6 @@ def user_errors(compute_fn: Callable) -> Callable:
         try:
             return compute_fn(*args, **kwargs)
         except PROJECT_ERRORS as error:
-            raise as_failure(error) from error.with_traceback(None)
+            raise as_failure(error) from _without_frames(error)
 
     return function
