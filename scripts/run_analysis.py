@@ -22,7 +22,7 @@ import csv
 import json
 import sys
 
-from _common import days, iso_date, load_project
+from _common import days, iso_date
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.end_date < arguments.start_date:
         parser.error("--end-date is before --start-date")
 
-    cli = load_project("run_analysis")
+    import rlx_assets.cli as cli  # imports no settings: an invalid one is a UserError later
     from rlx_assets.analysis import analyse_day, report_rows
     from rlx_assets.lake.open import open_lake
 

@@ -26,7 +26,7 @@ import resource
 import sys
 import time
 
-from _common import days, iso_date, load_project, use_project_instance
+from _common import days, iso_date, use_project_instance
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -88,7 +88,8 @@ class PeakMemory:
 def main(argv: list[str] | None = None) -> int:
     arguments = _arguments(argv)
     use_project_instance()
-    cli = load_project("run_pipeline")
+    import rlx_assets.cli as cli  # imports no settings: an invalid one is a UserError later
+
     if not arguments.verbose:
         cli.quiet_warnings()
     try:
@@ -107,7 +108,7 @@ def _run(arguments: argparse.Namespace) -> int:
 
     from rlx_assets.cli import PartitionSummary, check_partition_range, load_settings, summary_table
 
-    settings = load_settings()  # before rlx_assets.definitions, which loads them on import
+    settings = load_settings()  # an invalid setting: one line, not a traceback
     from rlx_assets.pipeline import failure_reason, run_partition
 
     symbols = [s.upper() for s in arguments.symbols] if arguments.symbols else settings.symbols
