@@ -4,7 +4,9 @@ Two days of the real fixture slice are materialized into a fresh instance while 
 starts on 127.0.0.1; pytest-playwright drives Debian's Chromium (`executable_path`: no browser
 download) through the asset graph, a partitioned asset's partitions, its checks (names, result,
 observed value and threshold) and the metadata of the quality report (inline sparkline, plots
-across partitions). Each view is saved to docs/ui/ for the README. At the end `dagster dev` gets
+across partitions). Each view is saved as a PNG: under the test's temporary folder, or to docs/ui/
+for the README with RLX_UPDATE_SCREENSHOTS=1 (so a test run leaves the tree as it was). At the end
+`dagster dev` gets
 SIGTERM, as a process manager stops it, and its whole process group must be gone within
 STOP_WITHIN seconds.
 
@@ -42,7 +44,7 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium or google-chrome (Debian: apt-get install -y chromium)"
 )
 
-SCREENSHOTS = REPO / "docs" / "ui"
+README_SCREENSHOTS = REPO / "docs" / "ui"
 VIEWPORT = {"width": 1440, "height": 900}
 BOOK_CHECKS = (
     "book_never_crossed",
@@ -107,9 +109,16 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert seconds <= STOP_WITHIN, f"dagster dev took {seconds:.1f} s to stop"
 
 
-def _shoot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.environ.get("RLX_UPDATE_SCREENSHOTS") == "1":
+        return README_SCREENSHOTS
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def _shoot(page, name: str, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     page.screenshot(path=str(path))
     assert path.stat().st_size > 20_000  # a rendered page, not a blank one
 
@@ -128,7 +137,7 @@ def _open(page, url: str) -> None:
     page.goto(url)
 
 
-def test_the_asset_graph_shows_every_layer(dagster_ui: str, page) -> None:
+def test_the_asset_graph_shows_every_layer(dagster_ui: str, page, screenshots: Path) -> None:
     _open(page, f"{dagster_ui}/assets/validation_report?view=lineage&lineageScope=upstream")
     for name in (
         "raw_trades",
@@ -139,20 +148,24 @@ def test_the_asset_graph_shows_every_layer(dagster_ui: str, page) -> None:
     ):
         _shows(page, name, exact=True)
     assert "Join the Dagster community" not in page.inner_text("body")
-    _shoot(page, "asset-graph")
+    _shoot(page, "asset-graph", screenshots)
 
 
-def test_an_asset_shows_its_owner_kinds_and_materialized_partitions(dagster_ui: str, page) -> None:
+def test_an_asset_shows_its_owner_kinds_and_materialized_partitions(
+    dagster_ui: str, page, screenshots: Path
+) -> None:
     _open(page, f"{dagster_ui}/assets/reconstructed_book")
     _shows(page, "quant-data")  # the owner, a team
     _shows(page, "numba", exact=True)  # a kind
     _open(page, f"{dagster_ui}/assets/reconstructed_book?view=partitions")
     _shows(page, "Materialized (2)")
     _shows(page, "Failed (0)")
-    _shoot(page, "partitions")
+    _shoot(page, "partitions", screenshots)
 
 
-def test_the_checks_page_gives_each_result_its_value_and_threshold(dagster_ui: str, page) -> None:
+def test_the_checks_page_gives_each_result_its_value_and_threshold(
+    dagster_ui: str, page, screenshots: Path
+) -> None:
     _open(page, f"{dagster_ui}/assets/reconstructed_book?view=checks")
     for name in BOOK_CHECKS:
         row = page.locator("[class*='checkRow']").filter(has_text=name)
@@ -167,17 +180,17 @@ def test_the_checks_page_gives_each_result_its_value_and_threshold(dagster_ui: s
     # The observed value and the threshold (RLX_MAX_MID_DEVIATION_BPS, 1.0 by default).
     assert cells[cells.index("threshold_bps") + 1] == "1"
     assert "mid_deviation_max_bps" in cells
-    _shoot(page, "checks")
+    _shoot(page, "checks", screenshots)
 
 
-def test_the_quality_report_draws_its_figures(dagster_ui: str, page) -> None:
+def test_the_quality_report_draws_its_figures(dagster_ui: str, page, screenshots: Path) -> None:
     _open(page, f"{dagster_ui}/assets/validation_report")
     # The sparkline is plain text metadata: shown inline, no click needed.
     sparkline = page.get_by_text("00h ", exact=False).first
     sparkline.wait_for()
     assert "24h" in sparkline.inner_text() and "bps" in sparkline.inner_text()
     page.get_by_role("button", name="Table").scroll_into_view_if_needed()
-    _shoot(page, "quality-report-metadata")
+    _shoot(page, "quality-report-metadata", screenshots)
     # Numeric metadata is plotted across the materializations of both days.
     page.get_by_role("button", name="Plots").click()
     # By event time: the partition axis is not drawn for a two-dimensional (date x symbol) key.
@@ -188,7 +201,7 @@ def test_the_quality_report_draws_its_figures(dagster_ui: str, page) -> None:
     box = chart.bounding_box()
     assert box is not None and box["width"] > 100 and box["height"] > 50
     assert page.locator("canvas").count() >= len(("mid_deviation_max_bps", "top20_match_share"))
-    _shoot(page, "quality-report")
+    _shoot(page, "quality-report", screenshots)
 
 
 # --- dagster dev ---------------------------------------------------------------------------------
