@@ -169,6 +169,14 @@ class ParquetIOManager(ConfigurableIOManager):
             yield pq.ParquetFile(source, pre_buffer=False)
 
     @contextlib.contextmanager
+    def read_partitions(
+        self, symbol: str, date: str | dt.date, *folders: str
+    ) -> Iterator[list[pq.ParquetFile]]:
+        """Several assets' partitions of one day, opened together (`read_partition` each)."""
+        with contextlib.ExitStack() as stack:
+            yield [stack.enter_context(self.read_partition(f, symbol, date)) for f in folders]
+
+    @contextlib.contextmanager
     def partition_writer(
         self, folder: str, symbol: str, date: str | dt.date
     ) -> Iterator[PartitionWriter]:

@@ -209,12 +209,9 @@ def build_quality_assets(partitions_def) -> list[AssetsDefinition]:
         context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ) -> Output[pa.Table]:
         day, symbol = day_and_symbol(context.partition_key)
-        with (
-            io_manager.read_partition("raw_trades", symbol, day) as raw_trades,
-            io_manager.read_partition("raw_book_snapshots", symbol, day) as raw_book_snapshots,
-            io_manager.read_partition("raw_book_deltas", symbol, day) as raw_book_deltas,
-            io_manager.read_partition("reconstructed_book", symbol, day) as reconstructed_book,
-        ):
+        with io_manager.read_partitions(
+            symbol, day, "raw_trades", "raw_book_snapshots", "raw_book_deltas", "reconstructed_book"
+        ) as (raw_trades, raw_book_snapshots, raw_book_deltas, reconstructed_book):
             times = time_figures(
                 day,
                 {
@@ -343,9 +340,9 @@ def build_fidelity_assets(partitions_def) -> list[AssetsDefinition]:
         thresholds = FidelityThresholds(
             min_agreement=quality.min_top_of_book_agreement, alpha=quality.fidelity_alpha
         )
-        with (
-            io_manager.read_partition("reconstructed_book", symbol, day) as book,
-            io_manager.read_partition("raw_trades", symbol, day) as trades,
+        with io_manager.read_partitions(symbol, day, "reconstructed_book", "raw_trades") as (
+            book,
+            trades,
         ):
             report = compare_day_batches(_source(book), _source(trades), sample, thresholds)
         row = report.row()
@@ -420,11 +417,9 @@ def build_microstructure_assets(partitions_def) -> list[AssetsDefinition]:
         context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ) -> Output[pa.Table]:
         day, symbol = day_and_symbol(context.partition_key)
-        with (
-            io_manager.read_partition("reconstructed_book", symbol, day) as book,
-            io_manager.read_partition("raw_book_deltas", symbol, day) as deltas,
-            io_manager.read_partition("raw_trades", symbol, day) as trades,
-        ):
+        with io_manager.read_partitions(
+            symbol, day, "reconstructed_book", "raw_book_deltas", "raw_trades"
+        ) as (book, deltas, trades):
             result = microstructure_metrics_batches(
                 _source(book, BOOK_BATCH_ROWS), _source(deltas), _source(trades)
             )

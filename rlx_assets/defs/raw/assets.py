@@ -23,7 +23,7 @@ from dagster import (
 
 from rlx_assets import check_names
 from rlx_assets.background import WriteBehind, read_ahead
-from rlx_assets.defs.checks import partitioned_check
+from rlx_assets.defs.checks import at_most, partitioned_check
 from rlx_assets.defs.errors import user_errors
 from rlx_assets.defs.metadata import markdown_table, recorded_metadata
 from rlx_assets.engine.clock_skew import clock_skew_ms_batches, skew_excess_ms
@@ -377,45 +377,37 @@ def _time_figures(table_name: str, kept: Run, day: dt.date) -> dict[str, object]
 
 
 def _checks(figures: dict[str, object], account: RawAccount, quality: QualityResource):
-    invalid = float(figures["origin_time_invalid_share"])
-    yield AssetCheckResult(
-        check_name=check_names.ORIGIN_TIME_COMPLETE,
-        passed=invalid <= quality.max_origin_time_invalid_share,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "origin_time_invalid_share": invalid,
-            "threshold": quality.max_origin_time_invalid_share,
-            **{k: v for k, v in figures.items() if k.startswith("origin_time_")},
-        },
+    yield at_most(
+        check_names.ORIGIN_TIME_COMPLETE,
+        AssetCheckSeverity.ERROR,
+        "origin_time_invalid_share",
+        float(figures["origin_time_invalid_share"]),
+        quality.max_origin_time_invalid_share,
+        **{k: v for k, v in figures.items() if k.startswith("origin_time_")},
     )
     skew = {
         k.removeprefix("clock_skew_").removesuffix("_ms"): v
         for k, v in figures.items()
         if k.startswith("clock_skew_")
     }
-    excess = skew_excess_ms(skew)
-    yield AssetCheckResult(
-        check_name=check_names.CLOCK_SKEW_WITHIN_LIMIT,
-        passed=excess <= quality.max_clock_skew_ms,
-        severity=AssetCheckSeverity.WARN,
-        metadata={
-            "clock_skew_excess_ms": excess,
-            "threshold_ms": quality.max_clock_skew_ms,
-            **{k: v for k, v in figures.items() if k.startswith("clock_skew_") and v is not None},
-        },
+    yield at_most(
+        check_names.CLOCK_SKEW_WITHIN_LIMIT,
+        AssetCheckSeverity.WARN,
+        "clock_skew_excess_ms",
+        skew_excess_ms(skew),
+        quality.max_clock_skew_ms,
+        threshold_key="threshold_ms",
+        **{k: v for k, v in figures.items() if k.startswith("clock_skew_") and v is not None},
     )
-    quarantined = float(figures["quarantined_share"])
-    yield AssetCheckResult(
-        check_name=check_names.ROWS_QUARANTINED_WITHIN_LIMIT,
-        passed=quarantined <= quality.max_quarantined_share,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "quarantined_share": quarantined,
-            "threshold": quality.max_quarantined_share,
-            "rows_quarantined": account.rows_quarantined,
-            "rows_kept": account.rows_kept,
-            "quarantine_reasons": MetadataValue.json(dict(sorted(account.quarantined.items()))),
-        },
+    yield at_most(
+        check_names.ROWS_QUARANTINED_WITHIN_LIMIT,
+        AssetCheckSeverity.ERROR,
+        "quarantined_share",
+        float(figures["quarantined_share"]),
+        quality.max_quarantined_share,
+        rows_quarantined=account.rows_quarantined,
+        rows_kept=account.rows_kept,
+        quarantine_reasons=MetadataValue.json(dict(sorted(account.quarantined.items()))),
     )
     finer = {
         grid: (inferred, used)
@@ -437,12 +429,12 @@ def _checks(figures: dict[str, object], account: RawAccount, quality: QualityRes
             "grids_needing_finer_step": MetadataValue.json(sorted(finer)),
         },
     )
-    share = float(figures["precision_loss_share"])
-    yield AssetCheckResult(
-        check_name=check_names.NO_PRECISION_LOSS,
-        passed=share <= quality.max_precision_loss_share,
-        severity=AssetCheckSeverity.WARN,
-        metadata={"precision_loss_share": share, "threshold": quality.max_precision_loss_share},
+    yield at_most(
+        check_names.NO_PRECISION_LOSS,
+        AssetCheckSeverity.WARN,
+        "precision_loss_share",
+        float(figures["precision_loss_share"]),
+        quality.max_precision_loss_share,
     )
 
 
