@@ -18,7 +18,7 @@ from dagster import Failure, MetadataValue
 
 from rlx_assets.capture.encryption import GoldenKeyError
 from rlx_assets.engine.golden import GoldenFormatError
-from rlx_assets.lake.files import LakeAccessError
+from rlx_assets.lake.errors import LakeAccessError
 from rlx_assets.schema import SourceSchemaError
 
 PROJECT_ERRORS: tuple[type[Exception], ...] = (
