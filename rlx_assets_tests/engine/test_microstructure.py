@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlx_assets.engine import quality
+from rlx_assets.engine import exact_quantiles
 from rlx_assets.engine.decimals import DECIMAL_TYPE, decimal_difference, scaled_to_decimal, to_float
 from rlx_assets.engine.level_changes import UPDATE_FREQUENCY_SCHEMA
 from rlx_assets.engine.microstructure import PER_MINUTE_SCHEMA, microstructure_metrics
@@ -479,8 +479,8 @@ def test_random_days_in_batches_give_the_reference_figures(seed, rows, batch_row
     _assert_same(microstructure_metrics(*tables, batch_rows=batch_rows), expected)
     with pytest.MonkeyPatch.context() as patch:
         # Few histogram bins: the day's spread quantiles then need further passes over the book.
-        patch.setattr(quality, "_MAX_BINS", 16)
-        patch.setattr(quality, "_MAX_COLLECTED", 4)
+        patch.setattr(exact_quantiles, "_MAX_BINS", 16)
+        patch.setattr(exact_quantiles, "_MAX_COLLECTED", 4)
         _assert_same(microstructure_metrics(*tables, batch_rows=batch_rows), expected)
 
 

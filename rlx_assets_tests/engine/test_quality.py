@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlx_assets.engine import quality
+from rlx_assets.engine import exact_quantiles
 from rlx_assets.engine.clock_skew import clock_skew_ms, clock_skew_ms_batches
-from rlx_assets.engine.days import day_bounds_ns
+from rlx_assets.engine.days import NS_PER_MS, day_bounds_ns
 from rlx_assets.engine.exact_quantiles import ExactQuantiles, read_in_passes
 from rlx_assets.engine.quality import (
     OriginTimeCompleteness,
@@ -78,8 +78,8 @@ def test_weighted_exact_quantiles_equal_the_time_weighted_reference(pairs, size)
 @pytest.mark.parametrize("size", BATCH_SIZES)
 def test_crowded_bins_are_split_in_further_passes(monkeypatch, size) -> None:
     # Tiny limits force the coarsening and the split of a too-full bin on a small input.
-    monkeypatch.setattr(quality, "_MAX_BINS", 16)
-    monkeypatch.setattr(quality, "_MAX_COLLECTED", 5)
+    monkeypatch.setattr(exact_quantiles, "_MAX_BINS", 16)
+    monkeypatch.setattr(exact_quantiles, "_MAX_COLLECTED", 5)
     rng = np.random.default_rng(size % 97)
     values = np.concatenate([rng.normal(0, 1, 300), rng.normal(1e6, 1e3, 30), [-1e12]])
     estimator = _quantiles(values, QS, min(size, 400))
@@ -158,7 +158,7 @@ def test_validation_row_from_streamed_figures_equals_the_whole_array_row(rows, s
 
 
 def test_skew_histogram_buckets_hold_previous_bound_excluded_bound_included() -> None:
-    ms = quality.NS_PER_MS
+    ms = NS_PER_MS
     origin = np.full(6, START)
     # -1 ms and 0 ms sit on bounds (their own bucket), 0.5 ms is in (0, 1], 70 s beyond the last.
     received = START + np.array([-ms, 0, ms // 2, ms, 70_000 * ms, -70_000 * ms])
