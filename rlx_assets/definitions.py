@@ -14,7 +14,7 @@ from rlx_assets.defs.quality.assets import (
     build_quality_assets,
 )
 from rlx_assets.defs.raw.assets import build_raw_assets
-from rlx_assets.distributed.executor import executor_for
+from rlx_assets.executors import executor_for
 from rlx_assets.partitions import market_partitions
 from rlx_assets.resources.golden import GoldenResource
 from rlx_assets.resources.io_manager import ParquetIOManager

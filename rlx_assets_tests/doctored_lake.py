@@ -11,7 +11,8 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from rlx_assets.engine.raw import clean_day, day_bounds_ns
+from rlx_assets.engine.days import day_bounds_ns
+from rlx_assets.engine.raw import clean_day
 from rlx_assets.lake.files import FileLake
 from rlx_assets_tests.conftest import FIXTURE_DAYS, SLICE
 

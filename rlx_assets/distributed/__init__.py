@@ -1,2 +1,2 @@
-"""Beyond one machine: the executor that Definitions select (RLX_EXECUTOR) and the celery app
-its workers run (deploy/shared)."""
+"""Beyond one machine: the celery app the workers run (deploy/shared) and the GraphQL backfill
+launcher; the executor the Definitions select is `rlx_assets.executors`."""

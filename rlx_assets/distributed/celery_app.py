@@ -12,7 +12,7 @@ when the worker imports this module: celery needs the app at module level.
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_task
 
-from rlx_assets.distributed.executor import celery_app_args
+from rlx_assets.executors import celery_app_args
 from rlx_assets.settings import get_settings
 
 app = make_app(celery_app_args(get_settings()))

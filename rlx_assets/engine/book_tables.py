@@ -16,7 +16,7 @@ from rlx_assets.engine.decimals import (
     scaled_columns_to_decimal,
     scaled_to_decimal,
 )
-from rlx_assets.engine.raw import DIGITS_KEYS
+from rlx_assets.engine.raw_account import DIGITS_KEYS
 from rlx_assets.schema import book_level_columns
 
 STATE_SCHEMA = pa.schema(

@@ -4,17 +4,13 @@ quarantined as `sequence_out_of_place`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rlx_assets.engine.raw_account import RawAccount
 from rlx_assets.engine.runs import Run
-
-if TYPE_CHECKING:
-    from rlx_assets.engine.raw import RawAccount
-
 
 # Sequence numbers that went back for a few messages mid-day (or jumped ahead) put those
 # messages first (or last) in sequence order, hours away from their neighbours in time. A

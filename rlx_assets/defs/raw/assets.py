@@ -28,7 +28,8 @@ from rlx_assets.defs.errors import user_errors
 from rlx_assets.defs.metadata import markdown_table, recorded_metadata
 from rlx_assets.engine.clock_skew import clock_skew_ms_batches, skew_excess_ms
 from rlx_assets.engine.quality import OriginTimeCompleteness
-from rlx_assets.engine.raw import RawAccount, Source, clean_partition
+from rlx_assets.engine.raw import Source, clean_partition
+from rlx_assets.engine.raw_account import RawAccount
 from rlx_assets.engine.row_groups import row_groups_for_day
 from rlx_assets.engine.runs import Run
 from rlx_assets.lake.consistency import foreign_prices, schema_drift
