@@ -78,6 +78,22 @@ def unique_bucket(prefix: str = "rlx-test") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+def bucket_with_slice(endpoint_url: str) -> str:
+    """A new bucket holding the committed real-data slice under `lake/`, in its Crypto Lake
+    layout (credentials from the environment, as `aws_env` sets them)."""
+    import boto3
+
+    from rlx_assets_tests.conftest import SLICE
+
+    name = unique_bucket()
+    client = boto3.client("s3", endpoint_url=endpoint_url)
+    client.create_bucket(Bucket=name)
+    for path in SLICE.rglob("*"):
+        if path.is_file() and path.name != "README.md":
+            client.upload_file(str(path), name, f"lake/{path.relative_to(SLICE).as_posix()}")
+    return name
+
+
 # A fault-injecting proxy in front of the S3 server. moto has no fault injection for S3 (its
 # configuration covers state transitions, IAM and recording), so faults are made where real ones
 # happen, on the wire: a real HTTP server on loopback that forwards every request to moto and,

@@ -17,13 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 from dagster._serdes import serialize_value
 
 from rlx_assets_tests import s3_server as s3
-from rlx_assets_tests.conftest import SLICE
 
 aws_env, s3_server = s3.aws_env, s3.s3_server
 
@@ -82,13 +80,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def bucket(s3_server: str, aws_env: None) -> str:
-    name = s3.unique_bucket()
-    client = boto3.client("s3", endpoint_url=s3_server)
-    client.create_bucket(Bucket=name)
-    for path in SLICE.rglob("*"):
-        if path.is_file() and path.name != "README.md":
-            client.upload_file(str(path), name, f"lake/{path.relative_to(SLICE).as_posix()}")
-    return name
+    return s3.bucket_with_slice(s3_server)
 
 
 def leaks(text: str | bytes) -> list[str]:

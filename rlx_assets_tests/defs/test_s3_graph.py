@@ -3,25 +3,18 @@ moto server on loopback): what a team sharing storage runs."""
 
 from pathlib import Path
 
-import boto3
 import polars as pl
 import pytest
 
 from rlx_assets_tests import s3_server as s3
-from rlx_assets_tests.conftest import FIXTURE_DAYS, SLICE, make_settings, materialize_day
+from rlx_assets_tests.conftest import FIXTURE_DAYS, make_settings, materialize_day
 
 aws_env, s3_server = s3.aws_env, s3.s3_server
 
 
 @pytest.fixture
 def bucket(s3_server: str, aws_env: None) -> str:
-    name = s3.unique_bucket()
-    client = boto3.client("s3", endpoint_url=s3_server)
-    client.create_bucket(Bucket=name)
-    for path in SLICE.rglob("*"):
-        if path.is_file() and path.name != "README.md":
-            client.upload_file(str(path), name, f"lake/{path.relative_to(SLICE).as_posix()}")
-    return name
+    return s3.bucket_with_slice(s3_server)
 
 
 def test_both_days_from_and_to_s3(s3_server: str, bucket: str, tmp_path: Path) -> None:
