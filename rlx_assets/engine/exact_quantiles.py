@@ -16,6 +16,9 @@ _MAX_COLLECTED = 1 << 21  # values of one bin held to finish a quantile; a fulle
 _DENSE_BIN_SPAN = 1 << 20  # a batch whose bins span fewer than this is counted by bincount
 
 
+_BUFFER_VALUES = 1 << 22  # values gathered before a histogram update: a merge per 4M, not per batch
+
+
 _SIGN_BITS = np.int64(0x7FFF_FFFF_FFFF_FFFF)
 
 
@@ -76,6 +79,10 @@ class ExactQuantiles:
         self._regions: list[_Region] = [_Region(-(2**63), 2**63 - 1, base=0, collect=False)]
         self._found: dict[float, int] = {}  # threshold -> key
         self.done = False
+        # Small batches are gathered first: each histogram update merges its bins with the
+        # region's, a cost per update, whatever the batch's size.
+        self._pending: list[tuple[np.ndarray, np.ndarray | None]] = []
+        self._pending_values = 0
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -93,12 +100,28 @@ class ExactQuantiles:
             low, high = int(keys.min()), int(keys.max())
             self._min_key = low if self._min_key is None else min(self._min_key, low)
             self._max_key = high if self._max_key is None else max(self._max_key, high)
+        self._pending.append((keys, weights))
+        self._pending_values += int(keys.size)
+        if self._pending_values >= _BUFFER_VALUES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        keys = np.concatenate([k for k, _ in self._pending])
+        weights = None
+        if any(w is not None for _, w in self._pending):
+            weights = np.concatenate(
+                [np.ones(k.size, np.int64) if w is None else w for k, w in self._pending]
+            )
+        self._pending, self._pending_values = [], 0
         for region in self._regions:
             region.update(keys, weights)
 
     def end_pass(self) -> None:
         if self.done:
             return
+        self._flush()
         if self._passes == 0:
             if self.count == 0:
                 self.done = True
