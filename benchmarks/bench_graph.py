@@ -3,12 +3,12 @@ memory and at lakeapi's pace.
 
 One run prints, per scale (`--scales`, default 1,2; scale 1.0 is a busy BTC-USDT day):
 
-- the middle day of three (2024-08-08 of 07..09) materialized with `dagster asset materialize
-  -m rlx_assets` in a subprocess, stage by stage (raw, book, events, quality): wall seconds and the
-  peak RSS of the subprocess's whole process tree (VmRSS summed over it every ~50 ms), and the
-  child's own ru_maxrss;
+- the middle day of three (2024-08-08 of 07..09), its whole graph materialized with one
+  `dagster asset materialize -m rlx_assets --select '*'` in a subprocess: its wall seconds and
+  the peak RSS of its whole process tree (VmRSS summed over it every ~50 ms), and per stage (raw,
+  book, events, quality) the seconds of its steps and the tree's peak while they ran;
 - lakeapi's load + replay of the same day's own `dt=` delta file (bench_reconstruct's lakeapi step,
-  in a child process), and the ratio of the stages' total seconds to it;
+  in a child process), and the ratio of the whole graph's seconds to it;
 - the bytes the raw assets report reading (their `bytes_read` metadata) against the size of the
   day's own `dt=` files;
 - with `--days7`, `scripts/run_pipeline.py` over 7 days in one process: seconds and peak memory
@@ -25,7 +25,7 @@ Parquet options, float64 prices) from `rlx_assets.lake.synthetic`, and reused by
 lakeapi is a benchmark-only dependency: `poetry install --with bench`. See benchmarks/README.md.
 
 One file, over 450 lines: a user runs one script and reads every measurement it makes, and the
-stages it runs as child processes, in one place.
+child processes it runs, in one place.
 """
 
 from __future__ import annotations
@@ -54,11 +54,12 @@ SYMBOL = "BTC-USDT"
 TABLES = ("trades", "book", "book_delta_v2")
 DELTAS_TABLE = "book_delta_v2"
 RAW_ASSETS = ("raw_trades", "raw_book_snapshots", "raw_book_deltas")
+# The graph's steps (Dagster step keys) by stage; the stages' assets in the comments.
 STAGES = (
     ("raw", RAW_ASSETS),
-    ("book", ("reconstructed_book", "book_state")),
+    ("book", ("reconstruct",)),  # reconstructed_book, book_state
     ("events", ("unified_events",)),
-    ("quality", ("validation_report", "microstructure_metrics", "fidelity_report")),
+    ("quality", ("validation_report", "microstructure_metrics", "fidelity")),  # fidelity_report
 )
 MIDDLE_DAY = dt.date(2024, 8, 8)  # of 2024-08-07..09
 SEVEN_DAYS = (dt.date(2024, 8, 8), dt.date(2024, 8, 14))
@@ -160,7 +161,8 @@ def build_lake(args: argparse.Namespace, scale: float, days: list[dt.date]) -> d
 @dataclass
 class Measured:
     """One child process: wall seconds, the peak of its process tree's summed VmRSS, its own
-    ru_maxrss (os.wait4), and whether the memory guard stopped it."""
+    ru_maxrss (os.wait4), and whether the memory guard stopped it. `samples`: (epoch seconds,
+    tree bytes) every SAMPLE_SECONDS, when asked for (to attribute peaks to a run's steps)."""
 
     wall_seconds: float
     tree_peak_bytes: int
@@ -168,13 +170,21 @@ class Measured:
     returncode: int
     stopped: bool
     log: str
+    started_at: float = 0.0
+    samples: list[tuple[float, int]] | None = None
 
 
 def run_measured(
-    command: list[str], environment: dict[str, str], log_file: Path, min_free_gb: float
+    command: list[str],
+    environment: dict[str, str],
+    log_file: Path,
+    min_free_gb: float,
+    keep_samples: bool = False,
 ) -> Measured:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     tree_peak, stopped = 0, False
+    samples: list[tuple[float, int]] = []
+    started_at = time.time()
     started = time.perf_counter()
     with open(log_file, "w") as log:
         # A session of its own: the guard can stop the child's whole tree and nothing else.
@@ -191,7 +201,10 @@ def run_measured(
             if pid:
                 break
             tree = _process_tree(child.pid)
-            tree_peak = max(tree_peak, sum(_rss_bytes(p) for p in tree))
+            tree_bytes = sum(_rss_bytes(p) for p in tree)
+            tree_peak = max(tree_peak, tree_bytes)
+            if keep_samples:
+                samples.append((time.time(), tree_bytes))
             available = available_memory()
             if not stopped and available is not None and available < min_free_gb * GIB:
                 _kill(child.pid, tree)
@@ -206,6 +219,8 @@ def run_measured(
         returncode=os.waitstatus_to_exitcode(status),
         stopped=stopped,
         log=str(log_file),
+        started_at=started_at,
+        samples=samples if keep_samples else None,
     )
 
 
@@ -291,32 +306,77 @@ def graph_environment(work: Path, scale: float, run: str, start: dt.date) -> dic
 
 
 def run_stages(args: argparse.Namespace, scale: float) -> dict[str, Any]:
-    """The middle day, stage by stage, each `dagster asset materialize` from empty storage on.
-    Cold start: the previous day's book_state is not materialized first."""
+    """The middle day's whole graph in one `dagster asset materialize --select '*'`, from empty
+    storage on, as a user runs it. Cold start: the previous day's book_state is not there.
+
+    Per stage: the seconds of its steps (Dagster's STEP_START to STEP_SUCCESS) and the peak of
+    the process tree's RSS while they ran. The in-process executor runs one step at a time, so
+    each sample belongs to one step; memory a step leaves to the allocator counts against the
+    steps after it. What is outside the steps (Python and Dagster start-up, run setup, the
+    event log between steps) is reported as `outside steps`."""
     environment = graph_environment(args.work, scale, "stages", MIDDLE_DAY)
     dagster = str(Path(sys.executable).with_name("dagster"))
+    command = [dagster, "asset", "materialize", "-m", "rlx_assets", "--select", "*"]
+    command += ["--partition", f"{MIDDLE_DAY}|{SYMBOL}"]
+    print("  dagster asset materialize --select '*' ...", end="", flush=True)
+    log = scale_folder(args.work, scale) / "stages" / "graph.log"
+    measured = run_measured(command, environment, log, args.min_free_gb, keep_samples=True)
+    print(f" {_figures(asdict(measured))}", flush=True)
+    home = Path(environment["DAGSTER_HOME"])
+    steps = step_windows(home)
+    samples = measured.samples or []
+    stage_of = {step: name for name, keys in STAGES for step in keys}
     stages: dict[str, Any] = {}
-    for name, assets in STAGES:
-        command = [dagster, "asset", "materialize", "-m", "rlx_assets"]
-        command += ["--select", ",".join(assets), "--partition", f"{MIDDLE_DAY}|{SYMBOL}"]
-        print(f"  stage {name} ({', '.join(assets)}) ...", end="", flush=True)
-        log = scale_folder(args.work, scale) / "stages" / f"{name}.log"
-        measured = run_measured(command, environment, log, args.min_free_gb)
-        print(f" {_figures(asdict(measured))}", flush=True)
-        stages[name] = {"assets": list(assets), **asdict(measured)}
-        if measured.stopped or measured.returncode != 0:
-            reason = "stopped for memory" if measured.stopped else f"exit {measured.returncode}"
-            print(f"    {reason}; later stages skipped; log {log}")
-            if not measured.stopped:
-                print("    " + "\n    ".join(log.read_text().splitlines()[-5:]))
-            break
+    for step, (start, end, succeeded) in steps.items():
+        peak = max((b for t, b in samples if start <= t <= end), default=0)
+        stage = stages.setdefault(
+            stage_of.get(step, "other"),
+            {"steps": {}, "wall_seconds": 0.0, "tree_peak_bytes": 0, "succeeded": True},
+        )
+        stage["steps"][step] = {"seconds": end - start, "tree_peak_bytes": peak}
+        stage["wall_seconds"] += end - start
+        stage["tree_peak_bytes"] = max(stage["tree_peak_bytes"], peak)
+        stage["succeeded"] &= succeeded
+    missing = [name for name, keys in STAGES if not all(k in steps for k in keys)]
+    if measured.stopped or measured.returncode != 0 or missing:
+        reason = "stopped for memory" if measured.stopped else f"exit {measured.returncode}"
+        print(f"    {reason}; stages not complete: {missing}; log {log}")
+        if not measured.stopped:
+            print("    " + "\n    ".join(log.read_text().splitlines()[-5:]))
+    first_start = min((start for start, _, _ in steps.values()), default=measured.started_at)
     return {
+        "graph": {k: v for k, v in asdict(measured).items() if k != "samples"},
         "stages": stages,
-        "bytes_read": raw_bytes_read(Path(environment["DAGSTER_HOME"]), MIDDLE_DAY),
+        "stages_missing": missing,
+        "startup_seconds": first_start - measured.started_at,
+        "outside_steps_seconds": measured.wall_seconds
+        - sum(stage["wall_seconds"] for stage in stages.values()),
+        "bytes_read": raw_bytes_read(home, MIDDLE_DAY),
         "day_files_bytes": sum(
             lake_file(args.work, scale, table, MIDDLE_DAY).stat().st_size for table in TABLES
         ),
     }
+
+
+def step_windows(home: Path) -> dict[str, tuple[float, float, bool]]:
+    """Per step of the instance's one run: (start, end) in epoch seconds, and success."""
+    from dagster import DagsterEventType, DagsterInstance
+
+    ends = {DagsterEventType.STEP_SUCCESS: True, DagsterEventType.STEP_FAILURE: False}
+    windows: dict[str, tuple[float, float, bool]] = {}
+    with DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs(limit=1)
+        if not runs:
+            return windows
+        starts: dict[str, float] = {}
+        records = instance.all_logs(runs[0].run_id, of_type={DagsterEventType.STEP_START, *ends})
+        for record in records:
+            kind = record.dagster_event.event_type
+            if kind == DagsterEventType.STEP_START:
+                starts[record.step_key] = record.timestamp
+            elif record.step_key in starts:
+                windows[record.step_key] = (starts[record.step_key], record.timestamp, ends[kind])
+    return windows
 
 
 def raw_bytes_read(home: Path, day: dt.date) -> dict[str, Any]:
@@ -412,27 +472,30 @@ def _verdict(passed: bool | None, text: str) -> str:
 
 
 def scale_verdicts(scale: float, figures: dict[str, Any]) -> list[str]:
-    stages = figures["stages"]
-    complete = len(stages) == len(STAGES) and all(
-        s["returncode"] == 0 and not s["stopped"] for s in stages.values()
+    stages, graph = figures["stages"], figures["graph"]
+    complete = (
+        not figures["stages_missing"]
+        and graph["returncode"] == 0
+        and not graph["stopped"]
+        and all(stage["succeeded"] for stage in stages.values())
     )
     verdicts = []
     for name, stage in stages.items():
         verdicts.append(
             _verdict(
-                stage["tree_peak_bytes"] <= MAX_STAGE_PEAK_BYTES and not stage["stopped"],
+                stage["tree_peak_bytes"] <= MAX_STAGE_PEAK_BYTES and not graph["stopped"],
                 f"scale {scale:g}: stage {name} peak RSS <= {_gib(MAX_STAGE_PEAK_BYTES)}"
-                f" ({_gib(stage['tree_peak_bytes'])}{', stopped' if stage['stopped'] else ''})",
+                f" ({_gib(stage['tree_peak_bytes'])}{', stopped' if graph['stopped'] else ''})",
             )
         )
     verdicts.append(_verdict(complete, f"scale {scale:g}: every stage completed"))
-    lakeapi, total = figures["lakeapi"], figures["stages_seconds"]
+    lakeapi, total = figures["lakeapi"], figures["graph_seconds"]
     ratio = total / figures["lakeapi_seconds"] if complete and figures["lakeapi_seconds"] else None
     verdicts.append(
         _verdict(
             None if ratio is None else ratio <= MAX_STAGES_OVER_LAKEAPI,
-            f"scale {scale:g}: stages' seconds <= {MAX_STAGES_OVER_LAKEAPI:g}x lakeapi load + "
-            "replay"
+            f"scale {scale:g}: the whole graph's seconds (start-up included) <= "
+            f"{MAX_STAGES_OVER_LAKEAPI:g}x lakeapi load + replay"
             + (
                 ""
                 if ratio is None
@@ -459,8 +522,11 @@ def summarize_scale(figures: dict[str, Any]) -> dict[str, Any]:
     stages = figures["stages"]
     reported = [r["bytes_read"] for r in figures["bytes_read"].values()]
     lakeapi = figures["lakeapi"]
+    figures["graph_seconds"] = figures["graph"]["wall_seconds"]
     figures["stages_seconds"] = sum(s["wall_seconds"] for s in stages.values())
-    figures["stages_peak_bytes"] = max(s["tree_peak_bytes"] for s in stages.values())
+    figures["stages_peak_bytes"] = max(
+        [s["tree_peak_bytes"] for s in stages.values()] + [figures["graph"]["tree_peak_bytes"]]
+    )
     figures["lakeapi_seconds"] = (
         None if "error" in lakeapi else lakeapi["load_seconds"] + lakeapi["replay_seconds"]
     )
@@ -469,10 +535,20 @@ def summarize_scale(figures: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_scale(scale: float, figures: dict[str, Any]) -> None:
-    print(f"\nfigures at scale {scale:g} ({MIDDLE_DAY}|{SYMBOL}, cold start):")
+    print(f"\nfigures at scale {scale:g} ({MIDDLE_DAY}|{SYMBOL}, cold start, one process):")
     for name, stage in figures["stages"].items():
-        print(f"  stage {name:<8} {_figures(stage)}")
-    print(f"  stages total     {figures['stages_seconds']:.1f} s")
+        steps = ", ".join(
+            f"{step} {figures_['seconds']:.1f} s" for step, figures_ in stage["steps"].items()
+        )
+        print(
+            f"  stage {name:<8} {stage['wall_seconds']:6.1f} s, tree peak RSS "
+            f"{_gib(stage['tree_peak_bytes'])}  ({steps})"
+        )
+    print(
+        f"  outside steps    {figures['outside_steps_seconds']:6.1f} s (start-up before the"
+        f" first step {figures['startup_seconds']:.1f} s)"
+    )
+    print(f"  whole graph      {_figures(figures['graph'])}")
     lakeapi = figures["lakeapi"]
     if "error" in lakeapi:
         print(f"  lakeapi          {lakeapi['error']}")
@@ -531,7 +607,7 @@ def volume_verdicts(scales: dict[str, Any]) -> list[str]:
         if double is None:
             continue
         ratio = double["stages_peak_bytes"] / single["stages_peak_bytes"]
-        stopped = any(stage["stopped"] for stage in double["stages"].values())
+        stopped = double["graph"]["stopped"]
         verdicts.append(
             _verdict(
                 ratio <= MAX_DOUBLE_VOLUME_PEAK_RATIO and not stopped,

@@ -59,7 +59,7 @@ EVENT_SCHEMA = pa.schema(
     ]
 )
 
-BATCH_ROWS = 1 << 16
+BATCH_ROWS = 1 << 18
 """Rows per batch read from an input: sets the memory held, never the output."""
 RUN_ROWS = 1 << 20
 """Events of an out-of-order input sorted in memory at once, and merged back at once."""
@@ -106,29 +106,53 @@ def delta_events(deltas: pa.Table) -> pa.Table:
 
 
 def _levels(book: pa.Table, side: str) -> pa.Array:
-    """The side's present levels as a list of [price, size], best first."""
+    """The side's present levels as a list of [price, size], best first.
+
+    The decimals are moved as 16-byte numpy values (complex128, as the merge moves them): a
+    row-major [rows, levels, 2] matrix, of which the present levels are kept in order."""
     rows = book.num_rows
-    present = np.zeros((rows, BOOK_LEVELS), dtype=bool)
-    price_columns = [book[f"{side}_{level}_price"].combine_chunks() for level in range(BOOK_LEVELS)]
-    size_columns = [book[f"{side}_{level}_size"].combine_chunks() for level in range(BOOK_LEVELS)]
+    pairs = np.empty((rows, BOOK_LEVELS, 2), dtype=np.complex128)
+    valid = np.empty((rows, BOOK_LEVELS, 2), dtype=bool)
     for level in range(BOOK_LEVELS):
-        present[:, level] = price_columns[level].is_valid().to_numpy(zero_copy_only=False)
-    # Interleave [price, size] per level, row-major, keeping only present levels.
-    flat_prices = pa.chunked_array(price_columns).combine_chunks()
-    flat_sizes = pa.chunked_array(size_columns).combine_chunks()
-    # Index of (row, level) in the level-major concatenation above.
-    row_index, level_index = np.nonzero(present)
-    take = level_index * rows + row_index
-    pairs_values = pa.concat_arrays(
-        [flat_prices.take(pa.array(take)), flat_sizes.take(pa.array(take))]
+        for slot, kind in enumerate(("price", "size")):
+            column = _one_chunk(book[f"{side}_{level}_{kind}"])
+            pairs[:, level, slot] = _decimal_words(column)
+            valid[:, level, slot] = _is_valid(column)
+    present = valid[:, :, 0]  # a level is there when its price is
+    validity = None
+    if present.all():  # the usual book: every level there (a copy-free path)
+        values, values_valid = pairs.reshape(-1), valid.reshape(-1)
+    else:
+        values, values_valid = pairs[present].reshape(-1), valid[present].reshape(-1)
+    if not values_valid.all():
+        validity = pa.py_buffer(np.packbits(values_valid, bitorder="little"))
+    flat = pa.Array.from_buffers(
+        DECIMAL_TYPE, values.size, [validity, pa.py_buffer(values.view(np.uint8))]
     )
-    count = take.size
-    interleave = np.empty(2 * count, dtype=np.int64)
-    interleave[0::2] = np.arange(count)
-    interleave[1::2] = np.arange(count) + count
-    pair_array = pa.FixedSizeListArray.from_arrays(pairs_values.take(pa.array(interleave)), 2)
-    offsets = np.concatenate(([0], np.cumsum(present.sum(axis=1)))).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pair_array, type=LEVELS_TYPE)
+    offsets = np.zeros(rows + 1, dtype=np.int32)
+    np.cumsum(present.sum(axis=1), out=offsets[1:])
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), pa.FixedSizeListArray.from_arrays(flat, 2), type=LEVELS_TYPE
+    )
+
+
+def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _decimal_words(column: pa.Array) -> np.ndarray:
+    """A decimal128 column's values as complex128 (the same 16 bytes; nulls hold whatever the
+    buffer holds)."""
+    if column.type != DECIMAL_TYPE:
+        raise TypeError(f"book level column is {column.type}, expected {DECIMAL_TYPE}")
+    data = np.frombuffer(column.buffers()[1], dtype=np.complex128)
+    return data[column.offset : column.offset + len(column)]
+
+
+def _is_valid(column: pa.Array) -> np.ndarray | bool:
+    if column.null_count == 0:
+        return True
+    return column.is_valid().to_numpy(zero_copy_only=False)
 
 
 def snapshot_events(book: pa.Table) -> pa.Table:

@@ -157,6 +157,46 @@ def test_snapshot_events_carry_price_size_pairs_best_first(tmp_path: Path) -> No
     assert snapshot["update_id"] == 51
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_snapshot_levels_equal_a_level_by_level_build(seed: int) -> None:
+    """Books with missing levels and a missing size, sliced (an offset into the buffers): the
+    [price, size] lists are the present levels, in order, with their nulls."""
+    rng = np.random.default_rng(seed)
+    rows = 50
+    columns: dict[str, list] = {}
+    for side in ("bid", "ask"):
+        depth = rng.integers(0, 21, rows)
+        depth[: rows // 2] = 20  # a full book, the usual case
+        depth[-1] = 20
+        for level in range(20):
+            there = level < depth
+            prices = [Decimal(100 + level + row) if there[row] else None for row in range(rows)]
+            sizes = [Decimal(f"0.{row + 1}") if there[row] else None for row in range(rows)]
+            if side == "ask" and level == 3:
+                sizes[-1] = None if there[-1] else sizes[-1]  # a level without its size
+            columns[f"{side}_{level}_price"] = prices
+            columns[f"{side}_{level}_size"] = sizes
+    book = pa.table(
+        {
+            "origin_time": pa.array(np.arange(rows, dtype=np.int64) + 1),
+            "received_time": pa.array(np.arange(rows, dtype=np.int64) + 2),
+            "sequence_number": pa.array(np.arange(rows, dtype=np.int64)),
+            **{name: pa.array(values, pa.decimal128(38, 18)) for name, values in columns.items()},
+        }
+    ).slice(3)
+    events = snapshot_events(book)
+    for side in ("bid", "ask"):
+        expected = [
+            [
+                [columns[f"{side}_{level}_price"][row], columns[f"{side}_{level}_size"][row]]
+                for level in range(20)
+                if columns[f"{side}_{level}_price"][row] is not None
+            ]
+            for row in range(3, rows)
+        ]
+        assert events[f"{side}s"].to_pylist() == expected
+
+
 def test_same_input_same_bytes_and_disorder_is_counted(tmp_path: Path) -> None:
     first, second = streamed(*_inputs(), tmp_path), streamed(*_inputs(), tmp_path, batch_rows=1)
     assert first.equals(second)
