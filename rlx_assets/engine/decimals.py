@@ -92,9 +92,13 @@ def scale_floats(values: np.ndarray, exponent: int, largest: float | None = None
     `largest` (|value| of the whole day, when `values` are one chunk of it) bounds the digits as
     the whole day would, so every chunk of a day gets the digits of one whole-day call or fewer.
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.ascontiguousarray(values, dtype=np.float64)
     grid_digits = max(0, -exponent)
-    off = _off_grid_steps(values, exponent) > 0 if values.size else np.zeros(0, bool)
+    # `to_steps`, `np.rint` and `on_grid`'s test in one compiled pass, bit for bit.
+    steps = np.empty(values.size, dtype=np.int64)
+    off = np.empty(values.size, dtype=np.bool_)
+    factor = 10.0**exponent if exponent >= 0 else 10.0**-exponent
+    _steps_off_grid(values, factor, exponent >= 0, MIN_TOLERANCE_STEPS, ULPS, steps, off)
     digits = grid_digits
     off_values = values[off]
     if off_values.size:
@@ -105,11 +109,9 @@ def scale_floats(values: np.ndarray, exponent: int, largest: float | None = None
         digits -= 1
     digits = min(digits, MAX_DIGITS)
 
-    in_steps = values / (10.0**exponent) if exponent >= 0 else values * (10.0**-exponent)
-    steps = np.rint(in_steps).astype(np.int64)
     # Grid steps coarser than 1 (exponent > 0) still land on whole numbers.
     multiplier = 10 ** (digits + exponent)
-    ints = steps * np.int64(multiplier)
+    ints = steps if multiplier == 1 else steps * np.int64(multiplier)
     unrepresentable = 0
     for index in np.flatnonzero(off):
         exact = Decimal(repr(float(values[index])))
@@ -119,6 +121,22 @@ def scale_floats(values: np.ndarray, exponent: int, largest: float | None = None
             unrepresentable += 1
         ints[index] = int(rounded)
     return ScaledValues(ints=ints, digits=digits, off_grid=off, unrepresentable=unrepresentable)
+
+
+@numba.njit(cache=True, nogil=True)
+def _steps_off_grid(values, factor, divide, min_tolerance, ulps, steps, off):
+    """Per value: its whole steps of the grid (`to_steps`, then `np.rint`, as int64; int64's
+    minimum where that does not fit, as numpy's cast gives on x86) and whether it lies off the
+    grid by more than float rounding (`_off_grid_steps(...) > 0`)."""
+    for i in range(values.size):
+        in_steps = values[i] / factor if divide else values[i] * factor
+        rounded = np.rint(in_steps)
+        tolerance = max(min_tolerance, ulps * abs(in_steps))
+        off[i] = abs(in_steps - rounded) - tolerance > 0
+        if abs(rounded) < 9.223372036854775807e18:
+            steps[i] = np.int64(rounded)
+        else:
+            steps[i] = np.iinfo(np.int64).min
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

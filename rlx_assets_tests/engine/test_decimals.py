@@ -133,3 +133,27 @@ def test_matrix_columns_convert_like_single_columns() -> None:
     for column, array in enumerate(arrays):
         assert array.equals(scaled_to_decimal(matrix[:, column], 4, valid[:, column]))
     assert arrays[2].null_count == 0 and arrays[2].buffers()[0] is None
+
+
+@pytest.mark.parametrize("exponent", [-18, -8, -2, 0, 2])
+def test_scaling_flags_and_rounds_as_the_grid_formula_does(exponent: int) -> None:
+    """The compiled pass gives `on_grid`'s flags and numpy's rounding, bit for bit, also on
+    halfway values, float noise, signed zeros and values too large for int64 steps."""
+    rng = np.random.default_rng(exponent + 20)
+    values = np.concatenate(
+        [
+            np.round(rng.uniform(-1e5, 1e5, 20_000), 2),
+            rng.uniform(0, 1, 2_000),
+            [0.0, -0.0, 0.1 + 0.2, 123.455, 2.5, -2.5, 5e-324, 1e300, -1e300, 9.3e18],
+        ]
+    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        in_steps = values / 10.0**exponent if exponent >= 0 else values * 10.0**-exponent
+        rounded = np.rint(in_steps)
+        tolerance = np.maximum(1e-9, 4 * np.finfo(np.float64).eps * np.abs(in_steps))
+        expected_off = np.abs(in_steps - rounded) - tolerance > 0
+    scaled = scale_floats(values, exponent)
+    assert np.array_equal(scaled.off_grid, expected_off)
+    fits = ~expected_off & (np.abs(rounded) < 2**62)
+    multiplier = 10 ** (scaled.digits + exponent)
+    assert np.array_equal(scaled.ints[fits], rounded[fits].astype(np.int64) * multiplier)
