@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -51,26 +52,34 @@ def changed_levels(state: PublishedBook) -> dict[str, np.ndarray]:
     return changes
 
 
-def _lower_bound(matrix: np.ndarray, rows: np.ndarray, prices: np.ndarray, bids: bool):
-    """Per delta: how many levels of its book row are better than its price (a branchless binary
-    search over the 20 sorted levels), as a level or bucket code. Absent levels (NaN) compare
-    as worst on either side."""
-    flat = matrix.reshape(-1)
-    index_type = np.int32 if flat.size < 2**31 else np.int64  # halves the memory traffic
-    base = rows.astype(index_type) * index_type(BOOK_LEVELS)
-    better_than = np.greater if bids else np.less
-    count = np.zeros(rows.size, dtype=index_type)
-    last = index_type(BOOK_LEVELS - 1)
-    for step in (16, 8, 4, 2, 1):
-        # Probe level count + step - 1; past level 19 the probe stays at 19, and a level 19
-        # better than the price then moves the count past 20: that is "deeper".
-        probe = np.minimum(count + index_type(step - 1), last)
-        probe += base
-        count += better_than(np.take(flat, probe), prices).astype(index_type) * index_type(step)
-    probe = np.minimum(count, last)
-    probe += base
-    matched = (count < BOOK_LEVELS) & (np.take(flat, probe) == prices)
-    return np.where(matched, count, np.where(count >= BOOK_LEVELS, _DEEPER_CODE, _NEW_CODE))
+@numba.njit(cache=True, nogil=True)
+def _count_levels(row_prior, bid, price, bid_prices, ask_prices, counts):
+    """counts[side, code] += 1 per delta row: the level of its book row (the one before its
+    message) at its price, or `new_price` / `deeper` / `no_prior_book`. A lower-bound binary
+    search over the 20 sorted levels: how many are better than the price; absent levels (NaN)
+    compare as worst on either side."""
+    last = BOOK_LEVELS - 1
+    for i in range(price.size):
+        side = 0 if bid[i] else 1
+        row = row_prior[i]
+        if row < 0:
+            counts[side, _NO_PRIOR_CODE] += 1
+            continue
+        levels = bid_prices[row] if side == 0 else ask_prices[row]
+        value = price[i]
+        count = 0
+        for step in (16, 8, 4, 2, 1):
+            # Probe level count + step - 1; past level 19 the probe stays at 19, and a level 19
+            # better than the price then moves the count past 20: that is "deeper".
+            level = levels[min(count + step - 1, last)]
+            if (level > value) if side == 0 else (level < value):
+                count += step
+        if count >= BOOK_LEVELS:
+            counts[side, _DEEPER_CODE] += 1
+        elif levels[count] == value:
+            counts[side, count] += 1
+        else:
+            counts[side, _NEW_CODE] += 1
 
 
 class DeltaLevels:
@@ -124,14 +133,15 @@ class DeltaLevels:
         row_prior = np.repeat(prior, np.diff(np.append(starts, sequence.size)))
         bid = pc.fill_null(batch.column("side_is_bid"), False).to_numpy(zero_copy_only=False)
         price = to_float(batch.column("price"))
-        for side, bids in ((0, True), (1, False)):
-            matrix = None if book is None else (book.bid_prices if bids else book.ask_prices)
-            on_side = bid if bids else ~bid
-            self.counts[side, _NO_PRIOR_CODE] += int((on_side & (row_prior < 0)).sum())
-            take = on_side & (row_prior >= 0)
-            if take.any():
-                codes = _lower_bound(matrix, row_prior[take], price[take], bids)
-                self.counts[side] += np.bincount(codes, minlength=_CODES)
+        no_book = np.zeros((0, BOOK_LEVELS), dtype=np.float64)
+        _count_levels(
+            row_prior,
+            bid,
+            price,
+            no_book if book is None else book.bid_prices,
+            no_book if book is None else book.ask_prices,
+            self.counts,
+        )
 
 
 def prior_rows(book: PublishedBook | None, message_sequence: np.ndarray) -> np.ndarray:
