@@ -8,7 +8,7 @@ stamped on another day, duplicate, or quarantined with a reason. Nothing is sile
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +24,16 @@ from rlx_assets.engine.duplicates import first_of_duplicates
 from rlx_assets.engine.grid_tally import GridTally, present_values
 from rlx_assets.engine.out_of_place import WithoutMessages, messages_out_of_place
 from rlx_assets.engine.raw_account import RawAccount
-from rlx_assets.engine.runs import MemoryRuns, Run, RunStore, SortedRuns, groups_whole
+from rlx_assets.engine.runs import (
+    MemoryRuns,
+    Run,
+    RunStore,
+    RunWriter,
+    SortedRuns,
+    groups_whole,
+    key_at,
+    sort_table,
+)
 from rlx_assets.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns, event_time_ns
 
 
@@ -175,9 +184,8 @@ class _Partition:
             return table.append_column(TRADE_ID_KEY, ids)
         return table.append_column(SEQUENCE_KEY, pc.fill_null(table["sequence_number"], -1))
 
-    def read(self, sources: Iterable[Source], chunk_rows: int) -> SortedRuns:
-        """Pass 1: every row read, keyed and sorted in chunks into runs."""
-        runs = SortedRuns(self.store, self.key)
+    def keyed_chunks(self, sources: Iterable[Source], chunk_rows: int) -> Iterator[pa.Table]:
+        """Every row read, with its keys, in chunks of at most `chunk_rows` as read."""
         for index, source in enumerate(sources):
             self.sources.append(source.filed_under)
             self.neighbour.append(source.filed_under != self.day)
@@ -185,9 +193,15 @@ class _Partition:
             for batch in source.batches:
                 for offset in range(0, batch.num_rows, chunk_rows):
                     chunk = batch.slice(offset, chunk_rows)
-                    runs.add(self.with_keys(chunk, index, row))
+                    yield self.with_keys(chunk, index, row)
                     row += chunk.num_rows
             self.account.rows_read += row
+
+    def read(self, sources: Iterable[Source], chunk_rows: int) -> SortedRuns:
+        """Pass 1: every row read, keyed and sorted in chunks into runs."""
+        runs = SortedRuns(self.store, self.key)
+        for chunk in self.keyed_chunks(sources, chunk_rows):
+            runs.add(chunk)
         return runs
 
     def place(self, piece: pa.Table, quarantine: Callable[[pa.Table], None]) -> pa.Table:
@@ -232,7 +246,7 @@ class _Partition:
 def clean_partition(
     table_name: str,
     day: dt.date,
-    sources: Iterable[Source],
+    sources: Callable[[], Iterable[Source]],
     store: RunStore,
     write: Callable[[pa.Table], None],
     quarantine: Callable[[pa.Table], None],
@@ -253,14 +267,30 @@ def clean_partition(
     to `write` in batches. Quarantined rows go to `quarantine` as read, with a `reason`.
     `inspect_kept` is given that run at the end (the day's rows in table order, before the
     decimals), for figures that need more passes over them.
+
+    Deltas, whose key is the sequence number, usually come in order (a collector files rows as
+    it receives them, the neighbour days' rows before and after the day's own): their rows are
+    placed as read, without runs. A chunk that goes back in the order ends that
+    attempt: `sources()` (a fresh reading of the same sources) is then read again, and sorted.
     """
     partition = _Partition(table_name, day, store)
-    runs = partition.read(sources, chunk_rows)
-    merged = runs.merged()
-    partition.account.sorted_runs = len(runs.runs)
-    kept = store.create()
-    for piece in groups_whole(merged, _group_key(table_name)):
-        kept.write(partition.place(piece, quarantine))
+    held = store.create()  # the quarantined rows, handed on once the placing is final
+    kept: RunWriter | None
+    if table_name != BOOK_DELTAS:
+        # Trades are keyed by time, which a collector's files interleave near midnight; the
+        # wide snapshots gained no time placed as read, and held more memory.
+        kept = _place_sorted(partition, sources(), chunk_rows, held)
+    else:
+        try:
+            kept = _place_in_order(partition, sources(), chunk_rows, held)
+        except _OutOfOrder:
+            kept = None  # (outside this block, the first reading's iterators are closed)
+        if kept is None:
+            partition = _Partition(table_name, day, store)
+            held = store.create()
+            kept = _place_sorted(partition, sources(), chunk_rows, held)
+    for rows in held.finish().batches():
+        quarantine(rows)
     account = partition.account
     given = {"price": price_exponent, "size": size_exponent}
     inferred = {name: tally.exponent() for name, tally in partition.grids.items()}
@@ -291,6 +321,49 @@ def clean_partition(
     return account
 
 
+class _OutOfOrder(Exception):
+    """A chunk's first key is below the last key placed."""
+
+
+def _place_in_order(
+    partition: _Partition, sources: Iterable[Source], chunk_rows: int, held: RunWriter
+) -> RunWriter:
+    """Passes 1 and 2 in one, for input in key order: each chunk, sorted, is placed as it comes
+    (whole groups at a time); raises _OutOfOrder at the first chunk that is not."""
+    kept = partition.store.create()
+    last: tuple[int, ...] | None = None
+
+    def in_order() -> Iterator[pa.Table]:
+        nonlocal last
+        for chunk in partition.keyed_chunks(sources, chunk_rows):
+            if chunk.num_rows == 0:
+                continue
+            chunk = sort_table(chunk, partition.key)
+            first = key_at(chunk, partition.key, 0)
+            if last is not None and first < last:
+                raise _OutOfOrder
+            last = key_at(chunk, partition.key, chunk.num_rows - 1)
+            yield chunk
+
+    for piece in groups_whole(in_order(), _group_key(partition.table_name)):
+        kept.write(partition.place(piece, held.write))
+    partition.account.sorted_runs = 1 if last is not None else 0
+    return kept
+
+
+def _place_sorted(
+    partition: _Partition, sources: Iterable[Source], chunk_rows: int, held: RunWriter
+) -> RunWriter:
+    """Pass 1, the rows sorted into runs; pass 2, their merge placed whole groups at a time."""
+    runs = partition.read(sources, chunk_rows)
+    merged = runs.merged()
+    partition.account.sorted_runs = len(runs.runs)
+    kept = partition.store.create()
+    for piece in groups_whole(merged, _group_key(partition.table_name)):
+        kept.write(partition.place(piece, held.write))
+    return kept
+
+
 def clean_day(
     table_name: str,
     day: dt.date,
@@ -305,7 +378,7 @@ def clean_day(
     account = clean_partition(
         table_name,
         day,
-        [Source(filed_under, [table]) for filed_under, table in sources],
+        lambda: [Source(filed_under, [table]) for filed_under, table in sources],
         MemoryRuns(),
         written.append,
         quarantined.append,

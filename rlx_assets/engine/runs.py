@@ -83,12 +83,12 @@ class SortedRuns:
         if table.num_rows == 0:
             return
         table = sort_table(table, self.key)
-        first = _key_at(table, self.key, 0)
+        first = key_at(table, self.key, 0)
         if self._writer is None or (self._last is not None and first < self._last):
             self._close_run()
             self._writer = self.store.create()
         self._writer.write(table)
-        self._last = _key_at(table, self.key, table.num_rows - 1)
+        self._last = key_at(table, self.key, table.num_rows - 1)
 
     def _close_run(self) -> None:
         if self._writer is not None:
@@ -113,7 +113,7 @@ def _is_sorted(columns: list[np.ndarray]) -> bool:
     return True
 
 
-def _key_at(table: pa.Table, key: Sequence[str], row: int) -> tuple[int, ...]:
+def key_at(table: pa.Table, key: Sequence[str], row: int) -> tuple[int, ...]:
     return tuple(table.column(name)[row].as_py() for name in key)
 
 

@@ -317,3 +317,77 @@ def test_a_feed_numbered_again_for_a_long_stretch_is_kept() -> None:
     ]
     today = clean_day(BOOK_DELTAS, DAY, [(DAY, _deltas(rows))])
     assert today.rows_kept == 1_000 and not today.quarantined
+
+
+def _in_order_sources(seed: int, late_message: bool) -> list[tuple[dt.date, pa.Table]]:
+    """`_random_sources`' rows filed as a collector files a sound feed: sorted by sequence (a
+    message's rows in arrival order), the earliest under the day before, the latest under the
+    day after. With `late_message`, one message of the middle of the day arrives again at the
+    end of the next day's file: the input goes back in the order at its very end."""
+    rows = pa.concat_tables(table for _, table in _random_sources(seed))
+    order = np.argsort(rows["sequence_number"].to_numpy(), kind="stable")
+    rows = rows.take(pa.array(order))
+    third = rows.num_rows // 3
+    prices = rows["price"].to_numpy().copy()
+    prices[third + 5 : third + 9] = np.nan  # bad rows of the day: quarantined
+    rows = rows.set_column(rows.schema.get_field_index("price"), "price", pa.array(prices))
+    after = rows.slice(2 * third)
+    if late_message:
+        middle = rows["sequence_number"].to_numpy()[third + third // 2]
+        again = rows.filter(pa.compute.equal(rows["sequence_number"], middle))
+        after = pa.concat_tables([after, again])
+    return [
+        (DAY - dt.timedelta(days=1), rows.slice(0, third)),
+        (DAY, rows.slice(third, third)),
+        (DAY + dt.timedelta(days=1), after),
+    ]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_deltas_in_order_are_placed_as_read_and_equal_the_sorted_way(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rlx_assets.engine.raw as raw
+
+    sources = _in_order_sources(seed, late_message=False)
+    for chunk_rows in (7, 1_000_000):
+        streamed = clean_day(BOOK_DELTAS, DAY, sources, chunk_rows=chunk_rows)
+        assert streamed.sorted_runs == 1
+        with monkeypatch.context() as patched:
+
+            def out_of_order(*args, **kwargs):
+                raise raw._OutOfOrder
+
+            patched.setattr(raw, "_place_in_order", out_of_order)
+            sorted_way = clean_day(BOOK_DELTAS, DAY, sources, chunk_rows=chunk_rows)
+        assert streamed.table.equals(sorted_way.table, check_metadata=True)
+        assert streamed.quarantine.num_rows == 4
+        # (NaN prices: equal rows, but NaN != NaN)
+        assert streamed.quarantine.drop_columns(["price"]).equals(
+            sorted_way.quarantine.drop_columns(["price"])
+        )
+        for figure in ("rows_read", "rows_kept", "rows_other_days", "duplicates_dropped"):
+            assert getattr(streamed, figure) == getattr(sorted_way, figure), figure
+        assert streamed.quarantined == sorted_way.quarantined
+
+
+@pytest.mark.parametrize("chunk_rows", [5, 1_000_000])
+def test_deltas_found_out_of_order_late_are_sorted_and_nothing_counts_twice(
+    chunk_rows: int,
+) -> None:
+    """The first reading places most of the day and holds quarantined rows before the late
+    message shows the disorder: the second reading starts again from nothing."""
+    sources = _in_order_sources(3, late_message=True)
+    day = clean_day(BOOK_DELTAS, DAY, sources, chunk_rows=chunk_rows)
+    assert day.sorted_runs > 1
+    assert day.accounted() and day.rows_read == sum(t.num_rows for _, t in sources)
+    assert day.quarantine.num_rows == day.rows_quarantined
+    shuffled = [
+        (filed, table.take(pa.array(np.random.default_rng(0).permutation(table.num_rows))))
+        for filed, table in sources
+    ]
+    reference = clean_day(BOOK_DELTAS, DAY, shuffled, chunk_rows=chunk_rows)
+    assert day.rows_kept == reference.rows_kept
+    assert day.duplicates_dropped + day.rows_quarantined == (
+        reference.duplicates_dropped + reference.rows_quarantined
+    )

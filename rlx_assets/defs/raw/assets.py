@@ -183,7 +183,7 @@ def build_raw_asset(
                 account = clean_partition(
                     table_name,
                     day,
-                    [
+                    lambda: [
                         Source(
                             filed_under,
                             read_ahead(
