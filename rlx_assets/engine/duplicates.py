@@ -22,7 +22,11 @@ def first_of_duplicates(table: pa.Table, columns: list[str], group: list[str]) -
         changes[1:] |= key[1:] != key[:-1]
     # Rows are compared in full only where their hashes meet within a group (duplicates are
     # rare).
-    candidates = _hash_repeats(row_hashes(table, columns), np.flatnonzero(changes))
+    if len(columns) > _WIDE_COLUMNS:  # (a book snapshot's 80 levels: polars hashes a row at once)
+        hashes = pl.from_arrow(table.select(columns)).hash_rows().to_numpy()
+    else:
+        hashes = row_hashes(table, columns)
+    candidates = _hash_repeats(hashes, np.flatnonzero(changes))
     if candidates.any():
         rows = np.flatnonzero(candidates)
         frame = pl.from_arrow(table.select(columns).take(pa.array(rows)))
@@ -31,6 +35,7 @@ def first_of_duplicates(table: pa.Table, columns: list[str], group: list[str]) -
     return unique
 
 
+_WIDE_COLUMNS = 16
 _NULL_HASH = np.uint64(0x5BD1E9955BD1E995)
 
 

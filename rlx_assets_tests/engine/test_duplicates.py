@@ -47,3 +47,17 @@ def test_equal_rows_hash_alike_as_polars_compares_them() -> None:
     hashes = row_hashes(table, ["x", "s"])
     assert hashes[0] == hashes[1] and hashes[2] == hashes[3] and hashes[4] == hashes[5]
     assert len({hashes[0], hashes[2], hashes[4]}) == 3
+
+
+def test_wide_rows_find_their_duplicates_too() -> None:
+    """A book snapshot's many level columns are hashed by polars at once."""
+    rng = np.random.default_rng(5)
+    rows = 3_000
+    columns = {"sequence_number": pa.array(np.sort(rng.integers(0, 300, rows)))}
+    for level in range(20):
+        values = rng.choice([np.nan, 1.0, 2.0], rows)
+        columns[f"bid_{level}_price"] = pa.array(values, mask=rng.random(rows) < 0.02)
+    table = pa.table(columns)
+    unique = first_of_duplicates(table, table.column_names, ["sequence_number"])
+    assert (~unique).sum() > 0
+    assert np.array_equal(unique, _reference(table))
