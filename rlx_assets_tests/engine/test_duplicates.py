@@ -58,6 +58,8 @@ def test_wide_rows_find_their_duplicates_too() -> None:
         values = rng.choice([np.nan, 1.0, 2.0], rows)
         columns[f"bid_{level}_price"] = pa.array(values, mask=rng.random(rows) < 0.02)
     table = pa.table(columns)
+    copies = table.take(pa.array(rng.integers(0, rows, 300)))
+    table = pa.concat_tables([table, copies]).sort_by("sequence_number")
     unique = first_of_duplicates(table, table.column_names, ["sequence_number"])
     assert (~unique).sum() > 0
     assert np.array_equal(unique, _reference(table))
