@@ -102,13 +102,17 @@ class ExactQuantiles:
             self._max_key = high if self._max_key is None else max(self._max_key, high)
         self._pending.append((keys, weights))
         self._pending_values += int(keys.size)
-        if self._pending_values >= _BUFFER_VALUES:
-            self._flush()
+        if self._pending_values >= _BUFFER_VALUES or keys.size >= _BUFFER_VALUES // 4:
+            self._flush()  # (a large batch is not worth a copy)
 
     def _flush(self) -> None:
         if not self._pending:
             return
-        keys = np.concatenate([k for k, _ in self._pending])
+        keys = (
+            self._pending[0][0]
+            if len(self._pending) == 1
+            else np.concatenate([k for k, _ in self._pending])
+        )
         weights = None
         if any(w is not None for _, w in self._pending):
             weights = np.concatenate(
