@@ -13,27 +13,15 @@ REPO = TESTS.parent
 SLICE = TESTS / "fixtures" / "binance-spot-btcusdt-slice"
 SHARED_FIXTURE = REPO.parent / "shared" / "fixtures" / "binance-spot-btcusdt"
 FIXTURE_DAYS = (dt.date(2024, 8, 8), dt.date(2024, 8, 9))
-# Fixtures built once per module, expensive (a deployment, a `dagster dev`, a materialized day):
-# xdist runs all of a module's tests that use one on the same worker.
-_SHARED_SCOPES = ("module", "package", "class")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """For pytest-xdist (`-n 4 --dist loadgroup`, pyproject.toml): a module-scoped fixture is
-    built once, for the group of its module's tests that use it; and the `slow` tests go first,
-    a group's before single tests (xdist hands tests out in this order: --no-loadscope-reorder),
-    so that the deployment tests' waits overlap the others' work."""
-    for item in items:
-        definitions = item._fixtureinfo.name2fixturedefs.values()
-        if any(found[-1].scope in _SHARED_SCOPES for found in definitions if found):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-    items.sort(  # stable: the rest in their usual order
-        key=lambda item: (
-            item.get_closest_marker("slow") is None,
-            item.get_closest_marker("xdist_group") is None,
-        )
-    )
+    """For pytest-xdist (`-n 4 --dist loadscope --no-loadscope-reorder`, pyproject.toml): each
+    module runs on one worker (its module-scoped fixtures built once, its tests in order), and
+    the modules holding a `slow` test are handed out first, so that the deployment tests' waits
+    overlap the others' work; the rest keep their usual order (a stable sort)."""
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_modules)
 
 
 @pytest.fixture(autouse=True)
