@@ -15,6 +15,15 @@ SHARED_FIXTURE = REPO.parent / "shared" / "fixtures" / "binance-spot-btcusdt"
 FIXTURE_DAYS = (dt.date(2024, 8, 8), dt.date(2024, 8, 9))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """For pytest-xdist (`-n 4 --dist loadscope --no-loadscope-reorder`, pyproject.toml): each
+    module runs on one worker (its module-scoped fixtures built once, its tests in order), and
+    the modules holding a `slow` test are handed out first, so that the deployment tests' waits
+    overlap the others' work; the rest keep their usual order (a stable sort)."""
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_modules)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> None:
     """No RLX_ variable of the developer's shell leaks into a test; a remote lake's local cache

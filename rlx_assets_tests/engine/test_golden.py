@@ -180,8 +180,8 @@ def test_a_truncated_capture_keeps_the_lines_before_the_break() -> None:
     [
         b"not gzip at all",
         json.dumps({"capture_ns": 1, "stream": "x", "data": {}}).encode(),  # plain JSON
-        gzip.compress(b"col1,col2\n1,2\n"),  # gzip, but CSV
-        gzip.compress(bytes(range(256)) * 4),  # gzip, but binary
+        gzip.compress(b"col1,col2\n1,2\n", mtime=0),  # gzip, but CSV
+        gzip.compress(bytes(range(256)) * 4, mtime=0),  # gzip, but binary
     ],
 )
 def test_input_that_is_not_gzip_jsonl_is_a_clear_error(data: bytes) -> None:
