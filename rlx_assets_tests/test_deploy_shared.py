@@ -17,7 +17,6 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
@@ -181,20 +180,13 @@ def launch(shared: SharedDeployment, dates: tuple[str, str], symbols: tuple[str,
 
 
 def test_backfill_on_two_celery_workers_equals_the_local_variant(
-    shared: SharedDeployment, request: pytest.FixtureRequest
+    shared: SharedDeployment, local_files: dict[str, bytes]
 ) -> None:
-    def backfill():
-        started = time.monotonic()
-        launched = deployment.run_backfill(
-            shared.url, shared.environment, (str(DATES[0]), str(DATES[2])), timeout=900
-        )
-        return launched, time.monotonic() - started
-
-    # The backfill mostly waits on Dagster's daemon: the local variant is built meanwhile.
-    with ThreadPoolExecutor(1) as pool:
-        running = pool.submit(backfill)
-        local_files: dict[str, bytes] = request.getfixturevalue("local_files")
-        launched, seconds = running.result()
+    started = time.monotonic()
+    launched = deployment.run_backfill(
+        shared.url, shared.environment, (str(DATES[0]), str(DATES[2])), timeout=900
+    )
+    seconds = time.monotonic() - started
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     backfill_id = launched.stdout.split()[1].rstrip(":")
     with shared_instance(shared) as instance:
