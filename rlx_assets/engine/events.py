@@ -31,7 +31,9 @@ from rlx_assets.engine.merge import (
     as_table,
     key_values,
     merge_rounds,
+    one_chunk,
     sort_out_of_core,
+    valid_values,
 )
 from rlx_assets.schema import BOOK_LEVELS, book_level_columns, event_time
 
@@ -115,9 +117,9 @@ def _levels(book: pa.Table, side: str) -> pa.Array:
     valid = np.empty((rows, BOOK_LEVELS, 2), dtype=bool)
     for level in range(BOOK_LEVELS):
         for slot, kind in enumerate(("price", "size")):
-            column = _one_chunk(book[f"{side}_{level}_{kind}"])
+            column = one_chunk(book[f"{side}_{level}_{kind}"])
             pairs[:, level, slot] = _decimal_words(column)
-            valid[:, level, slot] = _is_valid(column)
+            valid[:, level, slot] = valid_values(column)
     present = valid[:, :, 0]  # a level is there when its price is
     validity = None
     if present.all():  # the usual book: every level there (a copy-free path)
@@ -136,10 +138,6 @@ def _levels(book: pa.Table, side: str) -> pa.Array:
     )
 
 
-def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
-    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-
-
 def _decimal_words(column: pa.Array) -> np.ndarray:
     """A decimal128 column's values as complex128 (the same 16 bytes; nulls hold whatever the
     buffer holds)."""
@@ -147,12 +145,6 @@ def _decimal_words(column: pa.Array) -> np.ndarray:
         raise TypeError(f"book level column is {column.type}, expected {DECIMAL_TYPE}")
     data = np.frombuffer(column.buffers()[1], dtype=np.complex128)
     return data[column.offset : column.offset + len(column)]
-
-
-def _is_valid(column: pa.Array) -> np.ndarray | bool:
-    if column.null_count == 0:
-        return True
-    return column.is_valid().to_numpy(zero_copy_only=False)
 
 
 def snapshot_events(book: pa.Table) -> pa.Table:

@@ -104,7 +104,7 @@ class MergedRound:
         """Column `name` of the round's output: from the pieces that have it, null on the rows
         of those that do not (streams may carry different columns)."""
         owners = [
-            (positions, _one_chunk(piece[name]))
+            (positions, one_chunk(piece[name]))
             for positions, piece in zip(self.positions, self.pieces, strict=True)
             if piece is not None and name in piece.column_names
         ]
@@ -132,7 +132,7 @@ class MergedRound:
         return pa.concat_tables(tables).take(self.order)
 
 
-def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
+def one_chunk(column: pa.ChunkedArray) -> pa.Array:
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
@@ -152,7 +152,7 @@ def _validity(valid: np.ndarray) -> pa.Buffer | None:
     return None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
 
 
-def _valid_values(values: pa.Array) -> np.ndarray | bool:
+def valid_values(values: pa.Array) -> np.ndarray | bool:
     if values.null_count == 0:
         return True
     return values.is_valid().to_numpy(zero_copy_only=False)
@@ -166,7 +166,7 @@ def _scattered(rows: int, owners: list[tuple[np.ndarray, pa.Array]], kind: pa.Da
     for positions, values in owners:
         data = np.frombuffer(values.buffers()[1], dtype=copy_type)
         output[positions] = data[values.offset : values.offset + len(values)]
-        valid[positions] = _valid_values(values)
+        valid[positions] = valid_values(values)
     return pa.Array.from_buffers(kind, rows, [_validity(valid), pa.py_buffer(output)])
 
 
@@ -182,7 +182,7 @@ def _spread(rows: int, positions: np.ndarray, values: pa.Array) -> pa.Array:
     np.cumsum(lengths, out=spread[1:])
     spread[1:] += offsets[0]
     valid = np.zeros(rows, dtype=bool)
-    valid[positions] = _valid_values(values)
+    valid[positions] = valid_values(values)
     buffers = [_validity(valid), pa.py_buffer(spread)]
     if pa.types.is_string(values.type):
         return pa.Array.from_buffers(values.type, rows, [*buffers, values.buffers()[2]])
