@@ -330,7 +330,6 @@ def _place_in_order(
 ) -> RunWriter:
     """Passes 1 and 2 in one, for input in key order: each chunk, sorted, is placed as it comes
     (whole groups at a time); raises _OutOfOrder at the first chunk that is not."""
-    kept = partition.store.create()
     last: tuple[int, ...] | None = None
 
     def in_order() -> Iterator[pa.Table]:
@@ -345,8 +344,7 @@ def _place_in_order(
             last = key_at(chunk, partition.key, chunk.num_rows - 1)
             yield chunk
 
-    for piece in groups_whole(in_order(), _group_key(partition.table_name)):
-        kept.write(partition.place(piece, held.write))
+    kept = _placed(partition, in_order(), held)
     partition.account.sorted_runs = 1 if last is not None else 0
     return kept
 
@@ -358,8 +356,14 @@ def _place_sorted(
     runs = partition.read(sources, chunk_rows)
     merged = runs.merged()
     partition.account.sorted_runs = len(runs.runs)
+    return _placed(partition, merged, held)
+
+
+def _placed(partition: _Partition, rows: Iterator[pa.Table], held: RunWriter) -> RunWriter:
+    """Pass 2: rows in key order placed whole groups at a time into a new run (the kept rows);
+    quarantined rows go to `held`."""
     kept = partition.store.create()
-    for piece in groups_whole(merged, _group_key(partition.table_name)):
+    for piece in groups_whole(rows, _group_key(partition.table_name)):
         kept.write(partition.place(piece, held.write))
     return kept
 
