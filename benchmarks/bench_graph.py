@@ -162,7 +162,8 @@ def build_lake(args: argparse.Namespace, scale: float, days: list[dt.date]) -> d
 class Measured:
     """One child process: wall seconds, the peak of its process tree's summed VmRSS, its own
     ru_maxrss (os.wait4), and whether the memory guard stopped it. `samples`: (epoch seconds,
-    tree bytes) every SAMPLE_SECONDS, when asked for (to attribute peaks to a run's steps)."""
+    tree bytes, tree CPU seconds) every SAMPLE_SECONDS, when asked for (to attribute peaks and
+    CPU time to a run's steps). A process that has exited no longer counts in the CPU seconds."""
 
     wall_seconds: float
     tree_peak_bytes: int
@@ -171,7 +172,8 @@ class Measured:
     stopped: bool
     log: str
     started_at: float = 0.0
-    samples: list[tuple[float, int]] | None = None
+    cpu_seconds: float = 0.0  # user + system of the child and the descendants it waited for
+    samples: list[tuple[float, int, float]] | None = None
 
 
 def run_measured(
@@ -183,7 +185,7 @@ def run_measured(
 ) -> Measured:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     tree_peak, stopped = 0, False
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int, float]] = []
     started_at = time.time()
     started = time.perf_counter()
     with open(log_file, "w") as log:
@@ -204,7 +206,7 @@ def run_measured(
             tree_bytes = sum(_rss_bytes(p) for p in tree)
             tree_peak = max(tree_peak, tree_bytes)
             if keep_samples:
-                samples.append((time.time(), tree_bytes))
+                samples.append((time.time(), tree_bytes, sum(_cpu_seconds(p) for p in tree)))
             available = available_memory()
             if not stopped and available is not None and available < min_free_gb * GIB:
                 _kill(child.pid, tree)
@@ -216,6 +218,7 @@ def run_measured(
         wall_seconds=time.perf_counter() - started,
         tree_peak_bytes=max(tree_peak, own),
         own_maxrss_bytes=own,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
         returncode=os.waitstatus_to_exitcode(status),
         stopped=stopped,
         log=str(log_file),
@@ -252,6 +255,20 @@ def _rss_bytes(pid: int) -> int:
     except OSError:
         pass  # exited between listing and reading
     return 0
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the process (all its threads), from /proc/<pid>/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # The command name may hold spaces: the fields that follow it start after ')'.
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 def _kill(session: int, tree: list[int]) -> None:
@@ -312,10 +329,12 @@ def run_stages(args: argparse.Namespace, scale: float) -> dict[str, Any]:
     """The middle day's whole graph in one `dagster asset materialize --select '*'`, from empty
     storage on, as a user runs it. Cold start: the previous day's book_state is not there.
 
-    Per stage: the seconds of its steps (Dagster's STEP_START to STEP_SUCCESS) and the peak of
-    the process tree's RSS while they ran. The in-process executor runs one step at a time, so
-    each sample belongs to one step; memory a step leaves to the allocator counts against the
-    steps after it. What is outside the steps (Python and Dagster start-up, run setup, the
+    Per step: its window (Dagster's STEP_START to STEP_SUCCESS), the process tree's CPU seconds
+    and peak RSS within it. The default executor runs independent steps at the same time, so
+    a step's CPU and peak are the process's while it ran, the steps beside it included; memory
+    a step leaves to the allocator counts against the steps after it. Per stage: the seconds
+    covered by its steps' windows (their union), the tree's CPU seconds within them and the
+    peak. What is covered by no step's window (Python and Dagster start-up, run setup, the
     event log between steps) is reported as `outside steps`."""
     environment = graph_environment(args.work, scale, "stages", MIDDLE_DAY)
     compile_package()
@@ -331,16 +350,22 @@ def run_stages(args: argparse.Namespace, scale: float) -> dict[str, Any]:
     samples = measured.samples or []
     stage_of = {step: name for name, keys in STAGES for step in keys}
     stages: dict[str, Any] = {}
-    for step, (start, end, succeeded) in steps.items():
-        peak = max((b for t, b in samples if start <= t <= end), default=0)
-        stage = stages.setdefault(
-            stage_of.get(step, "other"),
-            {"steps": {}, "wall_seconds": 0.0, "tree_peak_bytes": 0, "succeeded": True},
-        )
-        stage["steps"][step] = {"seconds": end - start, "tree_peak_bytes": peak}
-        stage["wall_seconds"] += end - start
-        stage["tree_peak_bytes"] = max(stage["tree_peak_bytes"], peak)
+    windows: dict[str, list[tuple[float, float]]] = {}
+    for step, (start, end, succeeded) in sorted(steps.items(), key=lambda item: item[1][0]):
+        name = stage_of.get(step, "other")
+        stage = stages.setdefault(name, {"steps": {}, "tree_peak_bytes": 0, "succeeded": True})
+        stage["steps"][step] = {
+            "seconds": end - start,
+            "cpu_seconds": _cpu_within(samples, [(start, end)]),
+            "tree_peak_bytes": _peak_within(samples, [(start, end)]),
+        }
         stage["succeeded"] &= succeeded
+        windows.setdefault(name, []).append((start, end))
+    for name, stage in stages.items():
+        covered = _union(windows[name])
+        stage["wall_seconds"] = sum(end - start for start, end in covered)
+        stage["cpu_seconds"] = _cpu_within(samples, covered)
+        stage["tree_peak_bytes"] = _peak_within(samples, covered)
     missing = [name for name, keys in STAGES if not all(k in steps for k in keys)]
     if measured.stopped or measured.returncode != 0 or missing:
         reason = "stopped for memory" if measured.stopped else f"exit {measured.returncode}"
@@ -348,18 +373,43 @@ def run_stages(args: argparse.Namespace, scale: float) -> dict[str, Any]:
         if not measured.stopped:
             print("    " + "\n    ".join(log.read_text().splitlines()[-5:]))
     first_start = min((start for start, _, _ in steps.values()), default=measured.started_at)
+    in_steps = sum(end - start for start, end in _union([(s, e) for s, e, _ in steps.values()]))
     return {
         "graph": {k: v for k, v in asdict(measured).items() if k != "samples"},
         "stages": stages,
         "stages_missing": missing,
         "startup_seconds": first_start - measured.started_at,
-        "outside_steps_seconds": measured.wall_seconds
-        - sum(stage["wall_seconds"] for stage in stages.values()),
+        "outside_steps_seconds": measured.wall_seconds - in_steps,
         "bytes_read": raw_bytes_read(home, MIDDLE_DAY),
         "day_files_bytes": sum(
             lake_file(args.work, scale, table, MIDDLE_DAY).stat().st_size for table in TABLES
         ),
     }
+
+
+def _union(windows: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlapping (start, end) windows merged: the time they cover, once."""
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(windows):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _peak_within(samples: list[tuple[float, int, float]], windows: list[tuple[float, float]]):
+    return max((b for t, b, _ in samples if any(s <= t <= e for s, e in windows)), default=0)
+
+
+def _cpu_within(samples: list[tuple[float, int, float]], windows: list[tuple[float, float]]):
+    """The tree's CPU seconds spent within the windows (sampled at their edges)."""
+    total = 0.0
+    for start, end in windows:
+        inside = [cpu for t, _, cpu in samples if start <= t <= end]
+        if len(inside) > 1:
+            total += inside[-1] - inside[0]
+    return total
 
 
 def compile_package() -> None:
@@ -473,7 +523,8 @@ def _gib(value: float | None) -> str:
 
 def _figures(measured: dict[str, Any]) -> str:
     text = (
-        f"{measured['wall_seconds']:.1f} s, tree peak RSS {_gib(measured['tree_peak_bytes'])}"
+        f"{measured['wall_seconds']:.1f} s ({measured.get('cpu_seconds', 0):.1f} CPU-s), tree peak"
+        f" RSS {_gib(measured['tree_peak_bytes'])}"
         f" (own ru_maxrss {_gib(measured['own_maxrss_bytes'])})"
     )
     return text + (" STOPPED: low memory" if measured["stopped"] else "")
@@ -553,9 +604,10 @@ def print_scale(scale: float, figures: dict[str, Any]) -> None:
         steps = ", ".join(
             f"{step} {figures_['seconds']:.1f} s" for step, figures_ in stage["steps"].items()
         )
+        cores = stage["cpu_seconds"] / max(stage["wall_seconds"], 1e-9)
         print(
-            f"  stage {name:<8} {stage['wall_seconds']:6.1f} s, tree peak RSS "
-            f"{_gib(stage['tree_peak_bytes'])}  ({steps})"
+            f"  stage {name:<8} {stage['wall_seconds']:6.1f} s ({stage['cpu_seconds']:.1f} CPU-s,"
+            f" {cores:.2f} cores), tree peak RSS {_gib(stage['tree_peak_bytes'])}  ({steps})"
         )
     print(
         f"  outside steps    {figures['outside_steps_seconds']:6.1f} s (start-up before the"

@@ -21,6 +21,7 @@ from dagster import (
 from dagster._core.execution.retries import RetryMode
 
 from rlx_assets.settings import RlxSettings, get_settings
+from rlx_assets.threaded_executor import threaded_executor
 
 CELERY_QUEUE = "dagster"  # dagster-celery's own queue name (its task routes use it)
 
@@ -82,4 +83,8 @@ def rlx_celery_executor(_init_context) -> Any:
 def executor_for(settings: RlxSettings) -> ExecutorDefinition:
     if settings.executor == "celery":
         return rlx_celery_executor
+    if settings.executor == "threads":
+        return threaded_executor.configured(
+            {"max_concurrent": settings.max_concurrent_steps}, name="rlx_threads"
+        )
     return in_process_executor

@@ -78,9 +78,12 @@ class RlxSettings(BaseSettings):
     # Delta rows the book replay holds at once (memory follows this, not the day's size).
     replay_chunk_rows: int = Field(default=1_000_000, gt=0)
 
-    # Where a run's steps execute: "in_process" (one machine, the default) or "celery" (each
-    # step a task on the celery workers listening on the broker; deploy/shared).
-    executor: Literal["in_process", "celery"] = "in_process"
+    # Where a run's steps execute: "threads" (the default: ready steps at the same time on
+    # threads of the run's process, up to RLX_MAX_CONCURRENT_STEPS), "in_process" (one step at
+    # a time) or "celery" (each step a task on the celery workers listening on the broker;
+    # deploy/shared).
+    executor: Literal["threads", "in_process", "celery"] = "threads"
+    max_concurrent_steps: int = Field(default=2, ge=1)
     # redis://[:password@]host:port/db; URLs may carry a password: secrets, never shown.
     celery_broker_url: SecretStr | None = None
     celery_backend_url: SecretStr | None = None  # unset: the broker's URL

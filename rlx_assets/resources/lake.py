@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
 from rlx_assets.engine.decimals import exponent_of_step
 from rlx_assets.lake.source import Lake
 from rlx_assets.settings import get_settings
+
+_OPENING = threading.Lock()
 
 
 class LakeResource(ConfigurableResource):
@@ -25,6 +29,10 @@ class LakeResource(ConfigurableResource):
     _lake: Lake | None = PrivateAttr(default=None)
 
     def open(self) -> Lake:
+        with _OPENING:  # steps running at once (rlx_threads) share one lake
+            return self._open()
+
+    def _open(self) -> Lake:
         if self._lake is None:
             from rlx_assets.lake.open import open_lake
 

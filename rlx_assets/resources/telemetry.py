@@ -22,6 +22,7 @@ import functools
 import gc
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -204,6 +205,9 @@ class TelemetryResource:
         )
         self.lines_written = 0
         self.seconds_spent = 0.0  # telemetry's own time, all steps of the run
+        # Steps may end at the same time (rlx_threads): one exports at a time, so the lines of
+        # the metrics file and the counters above stay whole.
+        self._export_lock = threading.Lock()
 
     @contextlib.contextmanager
     def step(self, context: AssetExecutionContext) -> Iterator[StepObserver | _Ignored]:
@@ -230,6 +234,10 @@ class TelemetryResource:
         self.export(record, context.log)
 
     def export(self, record: StepRecord, log: logging.Logger) -> None:
+        with self._export_lock:
+            self._export(record, log)
+
+    def _export(self, record: StepRecord, log: logging.Logger) -> None:
         started = time.perf_counter()
         try:
             alert_failures = self._alert(record)

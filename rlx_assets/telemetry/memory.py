@@ -3,7 +3,9 @@
 On Linux: the process's high-water mark (VmHWM) when the step raised it, which is exact;
 otherwise (an earlier step of the run peaked higher) the highest resident size sampled every
 SAMPLE_S on a background thread. The high-water mark is never reset: benchmarks read it too.
-Elsewhere: the process's high-water mark so far (getrusage).
+Elsewhere: the process's high-water mark so far (getrusage). Steps that run at the same time
+(the default `rlx_threads` executor) share the process: a step's peak is the process's while it
+ran, the steps beside it included.
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ from rlx_assets.resources.parquet_files import PartitionWriter
 from rlx_assets.resources.quality import QualityResource
 from rlx_assets.resources.replay import ReplayResource
 from rlx_assets.resources.telemetry import observed
+from rlx_assets.threaded_executor import step_priority
 
 RECONSTRUCTED_BOOK = "reconstructed_book"
 BOOK_STATE = "book_state"
@@ -324,6 +325,8 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
     @asset(
         name=UNIFIED_EVENTS,
         partitions_def=partitions_def,
+        # The longest step after the book: started before the quality assets beside it.
+        op_tags=step_priority(1),
         group_name="book",
         # Streamed from storage, not loaded as inputs. reconstructed_book's blocking checks
         # still stop this asset when they fail.

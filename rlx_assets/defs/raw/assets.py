@@ -41,9 +41,12 @@ from rlx_assets.resources.quality import QualityResource
 from rlx_assets.resources.spill import DiskRuns
 from rlx_assets.resources.telemetry import observed
 from rlx_assets.schema import BOOK, BOOK_DELTAS, SCHEMAS, TABLES, TRADES, SourceSchemaError
+from rlx_assets.threaded_executor import step_priority
 
 ONE_DAY = dt.timedelta(days=1)
 READ_BATCH_ROWS = 1_000_000  # rows decoded at a time, from the lake and from storage
+# The raw steps run side by side (rlx_threads): the longest, the deltas, starts first.
+STEP_PRIORITY = {BOOK_DELTAS: 3, BOOK: 2, TRADES: 1}
 READ_BATCH_BYTES = 64 << 20  # a wide table (the 80-column book) is read in fewer rows at a time
 
 
@@ -108,6 +111,7 @@ def build_raw_asset(
         name=name,
         group_name="raw",
         partitions_def=partitions_def,
+        op_tags=step_priority(STEP_PRIORITY[table_name]),
         description=description,
         kinds={"parquet"},
         check_specs=[

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -165,6 +166,9 @@ def _simulate(exchange: str, symbol: str, day: dt.date, scale: float) -> dict[st
     return {schema.TRADES: trades, schema.BOOK: book, schema.BOOK_DELTAS: deltas}
 
 
+SIMULATING = threading.RLock()
+
+
 @lru_cache(maxsize=4)
 def _origin_day(exchange: str, symbol: str, day: dt.date, scale: float) -> dict[str, pa.Table]:
     # A raw partition reads the dt folders D-1, D and D+1 of each of three tables, which need the
@@ -182,4 +186,5 @@ def generate_origin_day(
     """
     if not (scale > 0 and math.isfinite(scale)):
         raise ValueError(f"synthetic://: scale must be a positive number, got {scale!r}")
-    return dict(_origin_day(exchange, symbol, as_date(day), float(scale)))
+    with SIMULATING:  # steps on threads (rlx_threads) wait for one simulation of a day
+        return dict(_origin_day(exchange, symbol, as_date(day), float(scale)))

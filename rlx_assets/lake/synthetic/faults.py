@@ -196,7 +196,8 @@ def faulty_origin_day(
     """The origin day of `day.generate_origin_day` with `faults` injected (deterministic)."""
     if not (scale > 0 and math.isfinite(scale)):
         raise ValueError(f"synthetic://: scale must be a positive number, got {scale!r}")
-    return _faulty_origin_day(exchange, symbol, market.as_date(day), float(scale), faults)
+    with synthetic_day.SIMULATING:
+        return _faulty_origin_day(exchange, symbol, market.as_date(day), float(scale), faults)
 
 
 @lru_cache(maxsize=3)
