@@ -3,6 +3,7 @@ quarantined as `sequence_out_of_place`."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -56,7 +57,8 @@ def messages_out_of_place(times: list[np.ndarray]) -> np.ndarray:
 
 class WithoutMessages:
     """A run of kept rows without the messages given. The first read quarantines their rows
-    and takes them off the kept count; later reads only leave them out."""
+    and takes them off the kept count; other reads (later, or at the same time on another
+    thread) only leave them out."""
 
     def __init__(
         self,
@@ -70,13 +72,16 @@ class WithoutMessages:
         self.account = account
         self.quarantine = quarantine
         self.removed = 0
-        self._counted = False
+        self._counting_claimed = False
+        self._claim = threading.Lock()
 
     @property
     def rows(self) -> int:
         return self.run.rows - self.removed
 
     def batches(self) -> Iterator[pa.Table]:
+        with self._claim:
+            counting, self._counting_claimed = not self._counting_claimed, True
         last_sequence, last_id = -(2**63), -1
         for batch in self.run.batches():
             if batch.num_rows == 0:
@@ -88,10 +93,9 @@ class WithoutMessages:
             if not out.any():
                 yield batch
                 continue
-            if not self._counted:
+            if counting:
                 self._quarantine(batch.filter(pa.array(out)))
             yield batch.filter(pa.array(~out))
-        self._counted = True
 
     def _quarantine(self, rows: pa.Table) -> None:
         count = rows.num_rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -265,8 +266,8 @@ def clean_partition(
     `store`; their merge, whole groups at a time, is placed (kept, another day's, quarantined,
     duplicate) into one more run, in order; that run is converted to exact decimals and handed
     to `write` in batches. Quarantined rows go to `quarantine` as read, with a `reason`.
-    `inspect_kept` is given that run at the end (the day's rows in table order, before the
-    decimals), for figures that need more passes over them.
+    `inspect_kept` is given that run (the day's rows in table order, before the decimals), for
+    figures that need more passes over them; it runs on a thread beside the conversion.
 
     Deltas, whose key is the sequence number, usually come in order (a collector files rows as
     it receives them, the neighbour days' rows before and after the day's own): their rows are
@@ -306,18 +307,21 @@ def clean_partition(
         out_of_place = messages_out_of_place(partition.message_times)
         if out_of_place.size:
             kept_run = WithoutMessages(kept_run, out_of_place, account, quarantine)
-    for batch in kept_run.batches():
-        table, digits = _to_decimals(table_name, batch, account, exponents, largest)
-        account.digits = {name: max(account.digits[name], digits[name]) for name in digits}
-        write(table)
-        written = True
-    if not written:  # the file still says what the table holds
-        table, _ = _to_decimals(
-            table_name, SCHEMAS[table_name].empty_table(), account, exponents, largest
-        )
-        write(table)
-    if inspect_kept is not None:
-        inspect_kept(kept_run)
+    # The figures' own passes over the kept rows run beside the conversion and the writing.
+    with ThreadPoolExecutor(1, thread_name_prefix="rlx-inspect-kept") as beside:
+        inspected = beside.submit(inspect_kept, kept_run) if inspect_kept is not None else None
+        for batch in kept_run.batches():
+            table, digits = _to_decimals(table_name, batch, account, exponents, largest)
+            account.digits = {name: max(account.digits[name], digits[name]) for name in digits}
+            write(table)
+            written = True
+        if not written:  # the file still says what the table holds
+            table, _ = _to_decimals(
+                table_name, SCHEMAS[table_name].empty_table(), account, exponents, largest
+            )
+            write(table)
+        if inspected is not None:
+            inspected.result()
     return account
 
 

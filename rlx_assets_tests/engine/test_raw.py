@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from rlx_assets.engine.days import day_bounds_ns
 from rlx_assets.engine.decimals import infer_step_exponent, on_grid
 from rlx_assets.engine.grid_tally import GridTally
-from rlx_assets.engine.raw import clean_day
+from rlx_assets.engine.raw import Source, clean_day, clean_partition
+from rlx_assets.engine.runs import MemoryRuns
 from rlx_assets.schema import BOOK, BOOK_DELTAS, SCHEMAS, TRADES, book_level_columns
 
 DAY = dt.date(2024, 8, 8)
@@ -299,6 +300,39 @@ def test_sequence_numbers_that_go_back_or_jump_for_a_few_messages_mid_day_are_qu
     assert today.rows_kept == len(rows) and today.accounted()
     origin = today.table["origin_time"].to_numpy()
     assert (np.diff(origin) >= 0).all()  # the day's table is in time order again
+
+
+def test_rows_out_of_place_are_counted_once_while_the_figures_read_beside_the_writing() -> None:
+    """`inspect_kept` reads the kept rows on a thread while they are converted and written:
+    whichever read comes first quarantines the messages out of place, the other leaves them
+    out, and nothing is counted twice."""
+    start = day_bounds_ns(DAY)[0]
+    rows = []
+    for message in range(2_160):
+        time = start + message * 40 * SECOND
+        rows += [(time, time + 5, 1_000_000 + message, True, 100.0 + message % 7, 1.0)]
+    noon = start + 43_200 * SECOND
+    regression = [(noon, noon + 5, 1 + i, True, 100.0, 1.0) for i in range(5)]
+    deltas = _deltas(rows[:1_080] + regression + rows[1_080:])
+    written, quarantined, inspected = [], [], []
+
+    def inspect(run) -> None:
+        inspected.extend(batch.num_rows for batch in run.batches())
+
+    account = clean_partition(
+        BOOK_DELTAS,
+        DAY,
+        lambda: [Source(DAY, [deltas])],
+        MemoryRuns(),
+        written.append,
+        quarantined.append,
+        chunk_rows=100,
+        inspect_kept=inspect,
+    )
+    assert account.quarantined == {"sequence_out_of_place": 5}
+    assert sum(table.num_rows for table in quarantined) == 5
+    assert account.rows_kept == len(rows) == sum(inspected)
+    assert sum(table.num_rows for table in written) == len(rows) and account.accounted()
 
 
 def test_a_feed_numbered_again_for_a_long_stretch_is_kept() -> None:
