@@ -15,6 +15,8 @@ stdout/stderr) serves the run, and `ActiveExecution` says which steps are ready,
 retried; but up to `max_concurrent` ready steps run at once, each on a thread, their events
 handed back to this loop. Steps start in Dagster's priority order (the `dagster/priority` op
 tag), so the longest chain starts first. Resources are shared by the steps running at once.
+An interrupt (Ctrl-C, a run's termination) starts no more steps; a thread cannot be stopped, so
+the steps running end first, then the run ends as interrupted.
 """
 
 from __future__ import annotations
@@ -138,10 +140,23 @@ class ThreadedExecutor(Executor):
             )
             log_context = capture.enter_context(compute_logs.capture_logs(log_key))
             yield DagsterEvent.capture_logs(job_context, step_keys, log_key, log_context)
-            while not active.is_complete or running:
-                if active.check_for_interrupts():
+            stopping = False
+            while (not stopping and not active.is_complete) or running:
+                if not stopping and active.check_for_interrupts():
+                    # Threads cannot be interrupted: the steps running end, none starts.
+                    yield DagsterEvent.engine_event(
+                        job_context,
+                        f"Interrupted: no step starts; waiting for {sorted(running)} to end",
+                        EngineEventData.interrupted(sorted(running)),
+                    )
+                    stopping = True
                     active.mark_interrupted()
-                for step in active.get_steps_to_execute(self.max_concurrent - len(running)):
+                ready = (
+                    []
+                    if stopping
+                    else active.get_steps_to_execute(self.max_concurrent - len(running))
+                )
+                for step in ready:
                     step_context = job_context.for_step(step, active.get_known_state())
                     thread = threading.Thread(
                         target=_run_step,

@@ -1,6 +1,8 @@
 """The rlx_threads executor: ready steps at the same time, Dagster's step semantics kept."""
 
 import json
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -84,6 +86,19 @@ def flaky(context: AssetExecutionContext) -> None:
         raise RuntimeError("first attempt fails")
 
 
+@asset
+def interrupter() -> None:
+    _note("interrupter")
+    os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: the run's loop receives it
+    time.sleep(1.0)
+    _note("interrupter")
+
+
+@asset(deps=[interrupter])
+def after_interrupt() -> None:
+    _note("after_interrupt")
+
+
 def _job(assets, max_concurrent: int):
     executor = threaded_executor.configured({"max_concurrent": max_concurrent}, name="threads")
     defs = Definitions(
@@ -103,6 +118,10 @@ def pair_job_one_at_a_time():
 
 def priority_job():
     return _job([left, right, urgent], 1)
+
+
+def interrupted_job():
+    return _job([interrupter, after_interrupt], 2)
 
 
 def failing_job():
@@ -182,3 +201,11 @@ def test_max_concurrent_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="at least 1"):
         ThreadedExecutor(RetryMode.ENABLED, max_concurrent=0)
+
+
+def test_an_interrupt_lets_the_running_step_end_and_starts_no_other(run) -> None:
+    success, _ = run(interrupted_job)
+    assert not success
+    windows = _windows()
+    assert len(windows["interrupter"]) == 2  # it was not cut off
+    assert "after_interrupt" not in windows
