@@ -494,7 +494,8 @@ def run_days7(args: argparse.Namespace) -> dict[str, Any]:
     scale = args.days7_scale
     environment = graph_environment(args.work, scale, "days7", first)
     command = [sys.executable, "scripts/run_pipeline.py", "--start-date", str(first)]
-    command += ["--end-date", str(last), "--symbols", SYMBOL]
+    # --verbose: a line per partition with its seconds and peak RSS (PARTITION_LINE).
+    command += ["--end-date", str(last), "--symbols", SYMBOL, "--verbose"]
     print(f"  run_pipeline.py {first}..{last} at scale {scale:g} ...", end="", flush=True)
     log = scale_folder(args.work, scale) / "days7" / "run_pipeline.log"
     measured = run_measured(command, environment, log, args.min_free_gb)
