@@ -145,6 +145,50 @@ def dagster_dev(environment: dict[str, str], work: Path) -> Iterator[str]:
         server.stop()
 
 
+class LocalVariant:
+    """The local variant's output of some days, as `scripts/run_pipeline.py` makes it (in-process,
+    local disk), computed in a child process while the test starts and drives its deployment."""
+
+    def __init__(
+        self, tmp: Path, dates: tuple[str, str], environment: dict[str, str] | None = None
+    ) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.storage = tmp / "assets"
+        home = tmp / "home"
+        home.mkdir(exist_ok=True)
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        child = base_environment(tmp, home)
+        child.update(environment or {}, RLX_STORAGE_URL=str(self.storage))
+        self.process = Process(
+            "run_pipeline (local variant)",
+            [
+                sys.executable,
+                str(REPO / "scripts" / "run_pipeline.py"),
+                "--start-date",
+                dates[0],
+                "--end-date",
+                dates[1],
+                "--no-progress",
+            ],
+            tmp / "run_pipeline.log",
+            cwd=REPO,
+            env=child,
+        )
+
+    def files(self, timeout: float = 600) -> dict[str, bytes]:
+        """Every asset file (relative path -> bytes) once the run ends; fails if it failed."""
+        try:
+            code = self.process.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.process.name}: not done within {timeout} s") from None
+        assert code == 0, f"{self.process.name} exited {code}:\n{self.process.tail()}"
+        return {
+            path.relative_to(self.storage).as_posix(): path.read_bytes()
+            for path in self.storage.rglob("*.parquet")
+            if not path.relative_to(self.storage).as_posix().startswith(".")
+        }
+
+
 def run_backfill(url: str, environment: dict[str, str], dates: tuple[str, str], timeout: int):
     """scripts/backfill.py as a user runs it."""
     return subprocess.run(

@@ -28,7 +28,6 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInsta
 from rlx_assets.partitions import partition_key
 from rlx_assets_tests import deployment
 from rlx_assets_tests import s3_server as s3
-from rlx_assets_tests.conftest import make_settings, materialize_day
 from rlx_assets_tests.test_deploy_local import (
     assert_days_in_order,
     book_seeds,
@@ -92,14 +91,15 @@ def shared(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             for name in ("worker1", "worker2")
         }
         try:
-            for worker in workers.values():
-                deployment.wait_until(
-                    lambda worker=worker: "ready." in worker.log.read_text(),
-                    f"{worker.name} ready",
-                    worker,
-                    timeout=120,
-                )
+            # The workers boot while dagster dev does.
             with deployment.dagster_dev(environment, work) as url:
+                for worker in workers.values():
+                    deployment.wait_until(
+                        lambda worker=worker: "ready." in worker.log.read_text(),
+                        f"{worker.name} ready",
+                        worker,
+                        timeout=120,
+                    )
                 yield SharedDeployment(url, home, bucket, environment, workers, client)
         finally:
             for worker in workers.values():
@@ -107,24 +107,18 @@ def shared(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture(scope="module")
-def local_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """The local variant's output of the same days: in-process, on local disk."""
-    storage = tmp_path_factory.mktemp("local-variant")
-    settings = make_settings(
-        storage,
-        lake="synthetic://",
-        symbols=list(deployment.SYMBOLS),
-        synthetic_scale=float(deployment.SYNTHETIC_SCALE),
-        replay_chunk_rows=int(CHUNK_ROWS),
+def local_variant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[deployment.LocalVariant]:
+    """The local variant's output of the same days (in-process, local disk), made in a child
+    process while the deployment starts and runs its backfill."""
+    variant = deployment.LocalVariant(
+        tmp_path_factory.mktemp("local-variant"),
+        (str(DATES[0]), str(DATES[-1])),
+        {"RLX_REPLAY_CHUNK_ROWS": CHUNK_ROWS},
     )
-    for symbol in deployment.SYMBOLS:
-        for day in DATES:
-            assert materialize_day(settings, day, symbol).success
-    return {
-        path.relative_to(storage).as_posix(): path.read_bytes()
-        for path in storage.rglob("*.parquet")
-        if not path.relative_to(storage).as_posix().startswith(".")
-    }
+    try:
+        yield variant
+    finally:
+        variant.process.stop()
 
 
 @contextlib.contextmanager
@@ -180,7 +174,7 @@ def launch(shared: SharedDeployment, dates: tuple[str, str], symbols: tuple[str,
 
 
 def test_backfill_on_two_celery_workers_equals_the_local_variant(
-    shared: SharedDeployment, local_files: dict[str, bytes]
+    local_variant: deployment.LocalVariant, shared: SharedDeployment
 ) -> None:
     started = time.monotonic()
     launched = deployment.run_backfill(
@@ -198,6 +192,7 @@ def test_backfill_on_two_celery_workers_equals_the_local_variant(
     for symbol in deployment.SYMBOLS:
         assert seeds[partition_key(DATES[1], symbol)] == "previous_book_state"
     remote = s3_files(shared, DATES[:3])
+    local_files = local_variant.files()
     local = {k: v for k, v in local_files.items() if any(f"dt={d}" in k for d in DATES[:3])}
     assert sorted(remote) == sorted(local)
     assert len(remote) >= 8 * 2 * 3  # every asset of every partition
@@ -211,7 +206,7 @@ def test_backfill_on_two_celery_workers_equals_the_local_variant(
 
 
 def test_worker_killed_mid_book_step_resumes_from_s3_checkpoint(
-    shared: SharedDeployment, local_files: dict[str, bytes]
+    local_variant: deployment.LocalVariant, shared: SharedDeployment
 ) -> None:
     record_key = (
         "assets/.checkpoints/reconstructed_book/exchange=BINANCE/symbol=BTC-USDT/"
@@ -262,7 +257,9 @@ def test_worker_killed_mid_book_step_resumes_from_s3_checkpoint(
     assert book_hosts and book_hosts[-1] != running[0], after  # the other worker finished it
     remote = s3_files(shared, [KILLED_DAY])
     local = {
-        k: v for k, v in local_files.items() if f"dt={KILLED_DAY}" in k and "symbol=BTC-USDT" in k
+        k: v
+        for k, v in local_variant.files().items()
+        if f"dt={KILLED_DAY}" in k and "symbol=BTC-USDT" in k
     }
     assert sorted(remote) == sorted(local)
     assert not [name for name in local if remote[name] != local[name]]

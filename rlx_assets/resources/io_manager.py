@@ -62,6 +62,7 @@ from rlx_assets.resources.parquet_files import (
     publish_local,
     publish_object,
 )
+from rlx_assets.resources.partition_file import PartitionFile
 from rlx_assets.resources.table_metadata import stored_table_metadata
 
 PART_FILE = "part-0.parquet"
@@ -149,7 +150,7 @@ class ParquetIOManager(ConfigurableIOManager):
     @contextlib.contextmanager
     def read_partition(
         self, folder: str, symbol: str, date: str | dt.date
-    ) -> Iterator[pq.ParquetFile]:
+    ) -> Iterator[PartitionFile]:
         """An asset's partition opened for reading in batches (`iter_batches`), not loaded."""
         fs, root = self._filesystem()
         path = f"{root}/{_partition_relpath(folder, self.exchange, symbol, date)}"
@@ -166,12 +167,13 @@ class ParquetIOManager(ConfigurableIOManager):
         with source:
             # pre_buffer keeps every row group read so far until the file closes: memory
             # would grow with the day.
-            yield pq.ParquetFile(source, pre_buffer=False)
+            parquet = pq.ParquetFile(source, pre_buffer=False)
+            yield PartitionFile(parquet, path if isinstance(fs, LocalFileSystem) else None)
 
     @contextlib.contextmanager
     def read_partitions(
         self, symbol: str, date: str | dt.date, *folders: str
-    ) -> Iterator[list[pq.ParquetFile]]:
+    ) -> Iterator[list[PartitionFile]]:
         """Several assets' partitions of one day, opened together (`read_partition` each)."""
         with contextlib.ExitStack() as stack:
             yield [stack.enter_context(self.read_partition(f, symbol, date)) for f in folders]

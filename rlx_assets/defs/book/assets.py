@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -47,6 +46,7 @@ from rlx_assets.partitions import day_and_symbol, previous_day
 from rlx_assets.resources.checkpoint_store import CheckpointStore
 from rlx_assets.resources.io_manager import ALLOW_MISSING, ParquetIOManager
 from rlx_assets.resources.parquet_files import PartitionWriter
+from rlx_assets.resources.partition_file import PartitionFile
 from rlx_assets.resources.quality import QualityResource
 from rlx_assets.resources.replay import ReplayResource
 from rlx_assets.resources.telemetry import observed
@@ -58,8 +58,8 @@ UNIFIED_EVENTS = "unified_events"
 
 
 def _reconstruct(
-    deltas: pq.ParquetFile,
-    snapshots: pq.ParquetFile,
+    deltas: PartitionFile,
+    snapshots: PartitionFile,
     previous_state: pa.Table | None,
     day: dt.date,
     writer: PartitionWriter,
@@ -107,7 +107,7 @@ def _reconstruct(
     return stream_day(deltas, snapshots, day_replay, writer, chunk_rows, checkpoints)
 
 
-def _opens_with_a_burst(deltas: pq.ParquetFile) -> bool:
+def _opens_with_a_burst(deltas: PartitionFile) -> bool:
     """Does the first delta message carry a whole book (as `DayReplay` decides on its first
     chunk)? Read from the first rows only; unsure (one message fills them) counts as no."""
     batch = next(deltas.iter_batches(100_000, columns=["sequence_number", "side_is_bid"]), None)
@@ -117,7 +117,7 @@ def _opens_with_a_burst(deltas: pq.ParquetFile) -> bool:
     return starts.size > 2 and opening_burst(starts, batch.column(1).to_numpy(False))
 
 
-def _batches(table: pq.ParquetFile) -> BatchSource:
+def _batches(table: PartitionFile) -> BatchSource:
     """Batches decoded on a thread of their own while the merge runs."""
     return lambda columns, rows: read_ahead(table.iter_batches(rows, columns=columns))
 

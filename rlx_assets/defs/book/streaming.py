@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from rlx_assets.background import WriteBehind, read_ahead
@@ -34,11 +33,12 @@ from rlx_assets.engine.day_replay import (
 from rlx_assets.engine.reconstruction import Reconstruction
 from rlx_assets.resources.checkpoint_store import CheckpointStore
 from rlx_assets.resources.parquet_files import PartitionWriter
+from rlx_assets.resources.partition_file import PartitionFile
 
 DELTA_COLUMNS = ["origin_time", "received_time", "sequence_number", "side_is_bid", "price", "size"]
 
 
-def message_chunks(deltas: pq.ParquetFile, rows: int) -> Iterator[pa.Table]:
+def message_chunks(deltas: PartitionFile, rows: int) -> Iterator[pa.Table]:
     """Tables of about `rows` rows ending on whole messages (a message is never split). The
     rows are not copied: a chunk may hold two pieces (the end of one batch, then the next)."""
     carry: pa.Table | None = None
@@ -68,7 +68,7 @@ SNAPSHOT_BATCH_ROWS = 16_384  # 80 decimal columns: about 21 MB decoded per batc
 class SnapshotCursor:
     """Vendor snapshots in sequence order, handed out up to a sequence number."""
 
-    def __init__(self, snapshots: pq.ParquetFile, rows: int = SNAPSHOT_BATCH_ROWS) -> None:
+    def __init__(self, snapshots: PartitionFile, rows: int = SNAPSHOT_BATCH_ROWS) -> None:
         self._batches = snapshots.iter_batches(batch_size=rows)
         self._schema = snapshots.schema_arrow
         self._piece: pa.RecordBatch | None = None  # read, not handed out yet
@@ -91,7 +91,7 @@ class SnapshotCursor:
 
 
 def day_chunks(
-    deltas: pq.ParquetFile, snapshots: pq.ParquetFile, rows: int
+    deltas: PartitionFile, snapshots: PartitionFile, rows: int
 ) -> Iterator[tuple[pa.Table, pa.Table]]:
     """(delta rows of whole messages, the vendor snapshots up to their last sequence number)."""
     cursor = SnapshotCursor(snapshots)
@@ -99,7 +99,7 @@ def day_chunks(
         yield chunk, cursor.until(chunk["sequence_number"][-1].as_py())
 
 
-def delta_sequences_meet(deltas: pq.ParquetFile, snapshot_sequences: np.ndarray) -> bool:
+def delta_sequences_meet(deltas: PartitionFile, snapshot_sequences: np.ndarray) -> bool:
     """Does any vendor snapshot share a delta message's sequence number (read column-wise)?"""
     batches = deltas.iter_batches(batch_size=1_000_000, columns=["sequence_number"])
     return any(vendor_seed_exists(b.column(0).to_numpy(), snapshot_sequences) for b in batches)
@@ -181,7 +181,7 @@ def fingerprint(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
-def file_identity(parquet: pq.ParquetFile) -> tuple:
+def file_identity(parquet: PartitionFile) -> tuple:
     """What changes when a partition is rewritten with other rows."""
     metadata = parquet.metadata
     return (
@@ -200,8 +200,8 @@ class StreamReport:
 
 
 def stream_day(
-    deltas: pq.ParquetFile,
-    snapshots: pq.ParquetFile,
+    deltas: PartitionFile,
+    snapshots: PartitionFile,
     replay: DayReplay,
     writer: PartitionWriter,
     chunk_rows: int,

@@ -10,7 +10,6 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -47,6 +46,7 @@ from rlx_assets.plots import (
 )
 from rlx_assets.resources.golden import GoldenResource
 from rlx_assets.resources.io_manager import ParquetIOManager
+from rlx_assets.resources.partition_file import PartitionFile
 from rlx_assets.resources.quality import QualityResource
 from rlx_assets.resources.telemetry import observed
 from rlx_assets.sparkline import day_sparkline
@@ -142,7 +142,7 @@ def _microstructure_sparklines(per_minute: pa.Table, day: dt.date) -> dict[str, 
 BATCH_ROWS = 1 << 20  # rows per batch read from a partition: a few MB of the time columns
 
 
-def _time_batches(parquet: pq.ParquetFile) -> TimeBatches:
+def _time_batches(parquet: PartitionFile) -> TimeBatches:
     """(origin, received) ns batches in the stored order, -1 where null. The raw book tables
     are stored sorted by sequence_number (nulls quarantined), their completeness order."""
 
@@ -153,7 +153,7 @@ def _time_batches(parquet: pq.ParquetFile) -> TimeBatches:
     return batches
 
 
-def _trade_times_by_id(parquet: pq.ParquetFile) -> TimeBatches:
+def _trade_times_by_id(parquet: PartitionFile) -> TimeBatches:
     """Trades are stored by (time, trade_id), but their order for completeness is the id: the
     smallest table (2.7M rows at full scale), so its three int64 columns are held and sorted."""
     table = parquet.read(columns=[*TIMES, "trade_id"])
@@ -168,7 +168,7 @@ def _trade_times_by_id(parquet: pq.ParquetFile) -> TimeBatches:
     return batches
 
 
-def _source(parquet: pq.ParquetFile, batch_rows: int = BATCH_ROWS):
+def _source(parquet: PartitionFile, batch_rows: int = BATCH_ROWS):
     """The engine's batch source over a stored partition: the named columns, in batches."""
 
     def batches(columns: list[str]):
@@ -177,7 +177,7 @@ def _source(parquet: pq.ParquetFile, batch_rows: int = BATCH_ROWS):
     return batches
 
 
-def _mid_deviation_points(book: pq.ParquetFile) -> tuple[np.ndarray, np.ndarray]:
+def _mid_deviation_points(book: PartitionFile) -> tuple[np.ndarray, np.ndarray]:
     """(origin_time, mid_deviation_bps) where a deviation was measured (vendor snapshots): the
     only points the plot draws."""
     times, values = [np.zeros(0, np.int64)], [np.zeros(0)]
