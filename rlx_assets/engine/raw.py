@@ -55,10 +55,11 @@ def _price_columns(table_name: str) -> tuple[list[str], list[str]]:
     return [c for c in levels if c.endswith("_price")], [c for c in levels if c.endswith("_size")]
 
 
-def _quarantine_reasons(table_name: str, table: pa.Table) -> np.ndarray:
-    """One reason per row ('' keeps the row); the first reason found wins."""
+def _quarantine_reasons(table_name: str, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """A reason code per row (0 keeps the row) and the reasons' names by code; the first
+    reason found wins. (Codes, not names per row: most rows are kept, and an array of a million
+    names, compared to '' row by row, cost more than the checks.)"""
     rows = table.num_rows
-    # Reasons by number while marking (comparing strings row by row is slow); named at the end.
     codes = np.zeros(rows, dtype=np.int32)
     names = [""]
 
@@ -74,8 +75,16 @@ def _quarantine_reasons(table_name: str, table: pa.Table) -> np.ndarray:
     if FAR in table.column_names:
         mark(table[FAR].to_numpy(zero_copy_only=False), FAR_REASON)
     prices, sizes = _price_columns(table_name)
+    floats: dict[str, np.ndarray] = {}  # each column converted once (a book level's twice used)
+
+    def values_of(name: str) -> np.ndarray:
+        if name not in floats:
+            column = table[name].to_numpy(zero_copy_only=False)
+            floats[name] = column.astype(np.float64, copy=False)
+        return floats[name]
+
     for name in prices + sizes:
-        values = table[name].to_numpy(zero_copy_only=False).astype(np.float64)
+        values = values_of(name)
         is_size = name in sizes
         missing = np.isnan(values)
         if table_name == BOOK:
@@ -83,19 +92,18 @@ def _quarantine_reasons(table_name: str, table: pa.Table) -> np.ndarray:
             partner = (
                 name.replace("_price", "_size") if not is_size else name.replace("_size", "_price")
             )
-            other = table[partner].to_numpy(zero_copy_only=False).astype(np.float64)
-            mark(missing != np.isnan(other), f"half_empty_level:{name}")
+            mark(missing != np.isnan(values_of(partner)), f"half_empty_level:{name}")
             missing = np.zeros(rows, dtype=bool)
         mark(missing, f"null:{name}")
+        mark(np.isinf(values), f"not_finite:{name}")
         with np.errstate(invalid="ignore"):
-            mark(~np.isfinite(values) & ~np.isnan(values), f"not_finite:{name}")
             if is_size and table_name == BOOK_DELTAS:
                 mark(values < 0, f"negative:{name}")
             else:
                 mark(values <= 0, f"not_positive:{name}")
     if table_name == TRADES:
-        side = pc.fill_null(table["side"], "").to_numpy(zero_copy_only=False)
-        mark(~np.isin(side, ["buy", "sell"]), "side_not_buy_or_sell")
+        known = pc.is_in(table["side"], value_set=pa.array(["buy", "sell"]))
+        mark(~pc.fill_null(known, False).to_numpy(zero_copy_only=False), "side_not_buy_or_sell")
         mark(table["trade_id"].is_null().to_numpy(zero_copy_only=False), "null:trade_id")
     else:
         mark(
@@ -104,7 +112,7 @@ def _quarantine_reasons(table_name: str, table: pa.Table) -> np.ndarray:
         )
     if table_name == BOOK_DELTAS:
         mark(table["side_is_bid"].is_null().to_numpy(zero_copy_only=False), "null:side_is_bid")
-    return np.asarray(names, dtype=object)[codes]
+    return codes, np.asarray(names, dtype=object)
 
 
 # Sort keys of a partition: int64 columns added while reading, compared left to right; `_order`
@@ -214,18 +222,19 @@ class _Partition:
                 piece[SEQUENCE_KEY].to_numpy(), time, piece[ORDER].to_numpy() >> _SOURCE_SHIFT
             )
         in_day = (time >= self.start) & (time < self.end)
-        reasons = _quarantine_reasons(self.table_name, piece)
-        bad = reasons != ""
+        codes, names = _quarantine_reasons(self.table_name, piece)
+        bad = codes != 0
         self.account.rows_other_days += int((~in_day).sum())
         rejected = in_day & bad
         if rejected.any():
-            self.account.quarantined.update(reasons[rejected].tolist())
+            reasons = names[codes[rejected]]
+            self.account.quarantined.update(reasons.tolist())
             rows = piece.filter(pa.array(rejected)).select(self.columns)
-            quarantine(rows.append_column("reason", pa.array(reasons[rejected], pa.string())))
-        kept = piece.filter(pa.array(in_day & ~bad))
+            quarantine(rows.append_column("reason", pa.array(reasons, pa.string())))
+        kept = _rows_where(piece, in_day & ~bad)
         unique = first_of_duplicates(kept, self.columns, _group_key(self.table_name))
         self.account.duplicates_dropped += int(kept.num_rows - unique.sum())
-        kept = kept.filter(pa.array(unique))
+        kept = _rows_where(kept, unique)
         sources = kept[ORDER].to_numpy() >> _SOURCE_SHIFT
         self.account.rows_from_neighbour_dt += int(np.asarray(self.neighbour)[sources].sum())
         origin = pc.fill_null(pc.greater(kept["origin_time"], 0), False).to_numpy()
@@ -235,13 +244,20 @@ class _Partition:
             sequence = kept[SEQUENCE_KEY].to_numpy()
             first = np.ones(sequence.size, dtype=bool)
             first[1:] = sequence[1:] != sequence[:-1]
-            self.message_times.append(event_time_ns(kept.filter(pa.array(first))))
+            times = kept.select(["origin_time", "received_time"])
+            self.message_times.append(event_time_ns(times.filter(pa.array(first))))
         kept = kept.select(self.columns)
         prices, sizes = _price_columns(self.table_name)
         self.grids["price"].add(present_values(kept, prices))
         self.grids["size"].add(present_values(kept, sizes))
         self.account.rows_kept += kept.num_rows
         return kept
+
+
+def _rows_where(table: pa.Table, keep: np.ndarray) -> pa.Table:
+    """The rows where `keep` holds; the table itself when that is every row (the usual piece:
+    a filter would copy every column)."""
+    return table if keep.all() else table.filter(pa.array(keep))
 
 
 def clean_partition(
