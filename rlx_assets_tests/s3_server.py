@@ -161,6 +161,10 @@ class FaultyS3Proxy:
         # has nothing to validate a body against.
         self.checksums = True
         self._lock = threading.Lock()
+        # A request is recorded once its answer is sent, so a client may hold the answer before
+        # the record exists: `seen` waits for the requests in flight.
+        self._settled = threading.Condition(self._lock)
+        self._in_flight = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -203,14 +207,26 @@ class FaultyS3Proxy:
             self.faults.clear()
             self.requests.clear()
 
-    def seen(self, method: str, key: str = "") -> list[ProxiedRequest]:
-        """Requests with that method whose path and query hold `key`, in arrival order."""
-        with self._lock:
+    def seen(self, method: str, key: str = "", settle_s: float = 10) -> list[ProxiedRequest]:
+        """Requests with that method whose path and query hold `key`, in arrival order, once
+        the requests in flight are recorded (for at most `settle_s`)."""
+        with self._settled:
+            self._settled.wait_for(lambda: self._in_flight == 0, timeout=settle_s)
             return [r for r in self.requests if r.method == method and key in f"{r.path}?{r.query}"]
 
     # -- serving -------------------------------------------------------------------------------
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            self._serve(handler)
+        finally:
+            with self._settled:
+                self._in_flight -= 1
+                self._settled.notify_all()
+
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         arrived = time.monotonic()
         parts = urlsplit(handler.path)
         path = unquote(parts.path)

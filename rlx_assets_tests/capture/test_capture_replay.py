@@ -118,7 +118,9 @@ def test_every_frame_delivered_is_written_byte_for_byte_in_order(captured: Captu
         if b'"stream":"btcusdt@' in line[:60]
     ]
     assert written == [frame_of(replay.lines[index]) for index in replay.sent]
-    assert len(written) > 25_000
+    # Most of the stream got through (how much is lost while the server is down depends on
+    # how busy the machine is: the replay keeps its pace, the reconnect takes what it takes).
+    assert len(written) > len(replay.lines) // 2
     # What the capture did not get is what the server could not send while it was down.
     assert sorted(replay.sent + replay.lost) == list(range(len(replay.lines)))
     assert len(replay.lost) > 100
