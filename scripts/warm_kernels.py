@@ -19,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance
 
-from rlx_assets.definitions import build_definitions
-from rlx_assets.partitions import partition_key
+from rlx_assets.pipeline import run_partition
 from rlx_assets.settings import RlxSettings
 
 DAY = dt.date(2024, 8, 1)
@@ -45,16 +44,8 @@ def main() -> int:
             lake_cache_dir=str(root / "lake-cache"),
             synthetic_scale=SCALE,
         )
-        definitions = build_definitions(settings)
         with DagsterInstance.ephemeral() as instance:
-            result = materialize(
-                list(definitions.assets),
-                resources=definitions.resources,
-                partition_key=partition_key(DAY, SYMBOL),
-                instance=instance,
-                raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            )
+            result = run_partition(settings, instance, DAY, SYMBOL)
     seconds = time.monotonic() - started
     if not result.success:
         print(f"warm_kernels: the warm-up run failed after {seconds:.1f} s", file=sys.stderr)

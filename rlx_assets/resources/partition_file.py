@@ -16,6 +16,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rlx_assets.engine.merge import one_chunk
+
 DEFAULT_BATCH_ROWS = 1 << 16
 
 
@@ -69,7 +71,7 @@ class PartitionFile:
             first_row += rows
             plain = self.parquet.read_row_group(group, columns=others) if others else None
             arrays = [
-                fast[name] if name in fast else _one_chunk(plain.column(name)) for name in names
+                fast[name] if name in fast else one_chunk(plain.column(name)) for name in names
             ]
             batch = pa.RecordBatch.from_arrays(arrays, schema=batch_schema)
             for offset in range(0, rows, batch_size):
@@ -92,7 +94,7 @@ class PartitionFile:
         table = frame.to_arrow()
         arrays = {}
         for name in names:
-            array = _one_chunk(table.column(name))
+            array = one_chunk(table.column(name))
             expected = self.schema_arrow.field(name).type
             if array.type != expected or len(array) != rows:
                 raise ValueError(
@@ -101,7 +103,3 @@ class PartitionFile:
                 )
             arrays[name] = array
         return arrays
-
-
-def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
-    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
