@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job, definitions
 
+from rlx_assets.allocator import limit_malloc_arenas
 from rlx_assets.console import run_console_logger
 from rlx_assets.defs.book.assets import build_book_assets
 from rlx_assets.defs.catalog import catalog_attributes
@@ -28,6 +29,8 @@ ALL_ASSETS_JOB = "all_assets"
 
 
 def build_definitions(settings: RlxSettings) -> Definitions:
+    # Before any step's threads: every process that runs steps builds the definitions first.
+    limit_malloc_arenas()
     partitions = market_partitions(settings.start_date, settings.symbols)
     # Every resource that reaches S3 gets the same endpoint and access (credentials stay in
     # the environment, never in a resource's config, which the UI shows).
