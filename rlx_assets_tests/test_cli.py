@@ -100,6 +100,13 @@ def _fresh_clone(folder: Path) -> Path:
         if source.is_file():  # a tracked file deleted in the working tree is skipped
             (clone / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, clone / name)
+    # numba's kernel cache comes along, still valid (it is keyed by the sources' times, which
+    # copy2 keeps): the kernels are compiled once per test run (scripts/warm_kernels.py), not
+    # again in each clone. A user's first run on a fresh clone compiles them: about a minute.
+    for kernel in (REPO / "rlx_assets").rglob("__pycache__/*.nb[ci]"):
+        target = clone / kernel.relative_to(REPO)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(kernel, target)
     (clone / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
     return clone
 

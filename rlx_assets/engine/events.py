@@ -16,7 +16,7 @@ the type rank, and keeps each stream's own (time, id) order, which is the rest o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,6 +232,16 @@ def _rows(
         yield table
 
 
+def _first_pair_out_of_order(
+    time: np.ndarray, ids: np.ndarray, last: tuple[int, int] | None
+) -> bool:
+    """Does a (time, id) pair go back, within these keys or from `last` to their first?"""
+    if last is not None and (int(time[0]), int(ids[0])) < last:
+        return True
+    later = (time[1:] > time[:-1]) | ((time[1:] == time[:-1]) & (ids[1:] >= ids[:-1]))
+    return not later.all()
+
+
 def _in_event_order(spec: _Input, source: BatchSource, batch_rows: int) -> bool:
     """Are the input's events in (time, id) order as stored? Reads the key columns only and
     stops at the first pair out of order."""
@@ -241,13 +251,34 @@ def _in_event_order(spec: _Input, source: BatchSource, batch_rows: int) -> bool:
             continue
         time = key_values(event_time(table))
         ids = key_values(table[spec.id_column])
-        if last is not None and (int(time[0]), int(ids[0])) < last:
-            return False
-        later = (time[1:] > time[:-1]) | ((time[1:] == time[:-1]) & (ids[1:] >= ids[:-1]))
-        if not later.all():
+        if _first_pair_out_of_order(time, ids, last):
             return False
         last = (int(time[-1]), int(ids[-1]))
     return True
+
+
+class InputOutOfOrder(Exception):
+    """An input trusted to be in event order was not; raised by `unified_event_batches` at its
+    first pair out of order, before any event after that pair is given out."""
+
+    def __init__(self, event_type: str) -> None:
+        super().__init__(f"the {event_type} input is not in (time, id) order")
+        self.event_type = event_type
+
+
+def _verified(spec: _Input, events: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """`events` as they come, raising InputOutOfOrder at the first (time, id) pair that goes
+    back."""
+    last: tuple[int, int] | None = None
+    for table in events:
+        if table.num_rows == 0:
+            continue
+        time = key_values(table["event_timestamp"])
+        ids = key_values(table[spec.event_id])
+        if _first_pair_out_of_order(time, ids, last):
+            raise InputOutOfOrder(spec.event_type)
+        last = (int(time[-1]), int(ids[-1]))
+        yield table
 
 
 def _events(spec: _Input, source: BatchSource, batch_rows: int) -> Iterator[pa.Table]:
@@ -280,8 +311,15 @@ def unified_event_batches(
     tally: EventTally,
     batch_rows: int = BATCH_ROWS,
     run_rows: int = RUN_ROWS,
+    sort: Collection[str] | None = None,
 ) -> Iterator[pa.Table]:
     """The day's stream, ordered as the module docstring says, in tables of bounded size.
+
+    Which inputs are sorted first: with `sort` None, those a first pass over their key columns
+    finds out of order. Otherwise the inputs whose event types `sort` names; the others are
+    trusted and checked as they stream (no pass of their own), and the first pair out of
+    order raises InputOutOfOrder: the caller drops what it was given and asks again with that
+    type in `sort`.
 
     `book` is the reconstructed book; only the rows `snapshot_rows` keeps become events. An
     input out of order is sorted through runs spilled under `spill_folder` (what was written is
@@ -292,7 +330,13 @@ def unified_event_batches(
     streams = []
     for spec, source in zip(_INPUTS, (trades, deltas, book), strict=True):
         events = _events(spec, source, batch_rows)
-        if not _in_event_order(spec, source, batch_rows):
+        if sort is None:
+            in_order = _in_event_order(spec, source, batch_rows)
+        else:
+            in_order = spec.event_type not in sort
+        if in_order and sort is not None:
+            events = _verified(spec, events)
+        elif not in_order:
             keys = ("event_timestamp", spec.event_id)
             events = sort_out_of_core(events, keys, spill_folder, run_rows, run_rows, spill)
         streams.append(events)

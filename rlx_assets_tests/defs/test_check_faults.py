@@ -8,10 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance
 
 from rlx_assets.engine.days import day_bounds_ns
+from rlx_assets.engine.events import EventTally, unified_event_batches
+from rlx_assets.engine.merge import SpillReport
 from rlx_assets_tests.conftest import (
     FIXTURE_DAYS,
     SLICE,
@@ -316,3 +320,46 @@ def test_grid_stable_reports_a_day_that_needs_a_finer_tick_than_the_day_before(
     assert not check.passed
     assert check.metadata["grids_needing_finer_step"].value == ["price"]
     assert not _check(second, "raw_trades", "no_precision_loss").passed
+
+
+def test_deltas_whose_times_go_back_are_sorted_into_the_event_stream(tmp_path: Path) -> None:
+    # Every 50th message stamped 2 s early: kept by the raw step (near its neighbours), but
+    # out of time order along the sequence, so the event stream must sort the deltas.
+    lake = _lake(
+        tmp_path,
+        "book_delta_v2",
+        lambda f: f.with_columns(
+            pl.when(pl.col("sequence_number") % 50 == 0)
+            .then(pl.col("origin_time") - 2_000_000_000)
+            .otherwise(pl.col("origin_time"))
+        ),
+    )
+    instance = DagsterInstance.ephemeral()
+    settings = make_settings(tmp_path / "assets", lake=lake)
+    result = materialize_day(settings, DAY, instance=instance)
+    assert result.success
+    assert _check(result, "unified_events", "events_chronological").passed
+    logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any("BOOK_DELTA input is not in (time, id) order" in line for line in logs)
+    found = materializations(result)
+    events = found["unified_events"]
+    by_type = events["events_by_type"]
+    assert by_type["BOOK_DELTA"] == found["raw_book_deltas"]["dagster/row_count"]
+    assert by_type["TRADE"] == found["raw_trades"]["dagster/row_count"]
+    assert events["dagster/row_count"] == sum(by_type.values())
+
+    # The same stream as when every input is checked by a pass of its own first.
+    def source(name: str):
+        path = found[name]["path"]
+        return lambda columns, rows: pq.ParquetFile(path).iter_batches(rows, columns=columns)
+
+    checked_first = unified_event_batches(
+        source("raw_trades"),
+        source("raw_book_deltas"),
+        source("reconstructed_book"),
+        tmp_path,
+        SpillReport(),
+        EventTally(0, 1 << 62),
+    )
+    expected = pa.concat_tables(checked_first)
+    assert pq.read_table(events["path"]).equals(expected)

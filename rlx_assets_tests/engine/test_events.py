@@ -8,8 +8,12 @@ import pytest
 
 from rlx_assets.engine.decimals import scaled_to_decimal
 from rlx_assets.engine.events import (
+    BOOK_DELTA,
+    BOOK_SNAPSHOT,
     EVENT_SCHEMA,
+    TRADE,
     EventTally,
+    InputOutOfOrder,
     chronology_violations,
     delta_events,
     snapshot_events,
@@ -61,6 +65,7 @@ def streamed(
     run_rows: int = 1000,
     spill: SpillReport | None = None,
     tally: EventTally | None = None,
+    sort: frozenset[str] | None = None,
 ) -> pa.Table:
     batches = unified_event_batches(
         _source(trades),
@@ -71,6 +76,7 @@ def streamed(
         tally if tally is not None else EventTally(0, 1 << 62),
         batch_rows=batch_rows,
         run_rows=run_rows,
+        sort=sort,
     )
     return pa.Table.from_batches(
         [batch for table in batches for batch in table.to_batches()], schema=EVENT_SCHEMA
@@ -308,6 +314,58 @@ def test_streamed_equals_one_whole_day_sort(seed: int, backwards: bool, tmp_path
         events = streamed(*inputs, tmp_path, batch_rows=batch_rows, run_rows=run_rows)
         assert events.equals(expected), (batch_rows, run_rows)
     assert not any(tmp_path.iterdir())  # every run file removed
+
+
+def _types_out_of_order(trades: pa.Table, deltas: pa.Table, book: pa.Table) -> set[str]:
+    """The inputs whose events, as stored, go back in (time, id) somewhere."""
+    events = {
+        TRADE: (trade_events(trades), "trade_id"),
+        BOOK_DELTA: (delta_events(deltas), "update_id"),
+        BOOK_SNAPSHOT: (snapshot_events(snapshot_rows(book)), "update_id"),
+    }
+    found = set()
+    for event_type, (table, id_column) in events.items():
+        times, ids = table["event_timestamp"].to_pylist(), table[id_column].to_pylist()
+        keys = list(zip(times, ids, strict=True))
+        if keys != sorted(keys):
+            found.add(event_type)
+    return found
+
+
+def streamed_trusting_order(*inputs, folder: Path, batch_rows: int) -> tuple[pa.Table, set[str]]:
+    """As the asset does: every input trusted to be in order, and each one found out of order
+    sorted in a fresh attempt (whose output replaces the previous one's)."""
+    sort: set[str] = set()
+    while True:
+        try:
+            return streamed(*inputs, folder, batch_rows, 3, sort=frozenset(sort)), sort
+        except InputOutOfOrder as out_of_order:
+            assert out_of_order.event_type not in sort
+            sort.add(out_of_order.event_type)
+
+
+@pytest.mark.parametrize("backwards", [False, True])
+@pytest.mark.parametrize("seed", range(12))
+def test_trusting_the_order_gives_the_same_stream(
+    seed: int, backwards: bool, tmp_path: Path
+) -> None:
+    inputs = _random_inputs(seed, backwards)
+    expected = reference_unified_events(*inputs)
+    for batch_rows in (1, 2, 7, 1000):
+        events, sorted_types = streamed_trusting_order(
+            *inputs, folder=tmp_path, batch_rows=batch_rows
+        )
+        assert events.equals(expected), batch_rows
+        assert sorted_types == _types_out_of_order(*inputs)
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_input_going_back_is_reported_before_its_late_rows_come_out(tmp_path: Path) -> None:
+    trades, deltas, book = _random_inputs(5, backwards=True)
+    with pytest.raises(InputOutOfOrder) as raised:
+        streamed(trades, deltas, book, tmp_path, batch_rows=4, sort=frozenset())
+    assert raised.value.event_type in (BOOK_DELTA, BOOK_SNAPSHOT)
+    assert "not in (time, id) order" in str(raised.value)
 
 
 @pytest.mark.parametrize("present", [(), ("trades",), ("deltas",), ("book",), ("deltas", "book")])

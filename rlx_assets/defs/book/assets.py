@@ -38,7 +38,13 @@ from rlx_assets.engine.book_tables import day_digits, recorded_digits
 from rlx_assets.engine.book_types import message_starts
 from rlx_assets.engine.day_replay import DayReplay
 from rlx_assets.engine.days import day_bounds_ns
-from rlx_assets.engine.events import EVENT_SCHEMA, BatchSource, EventTally, unified_event_batches
+from rlx_assets.engine.events import (
+    EVENT_SCHEMA,
+    BatchSource,
+    EventTally,
+    InputOutOfOrder,
+    unified_event_batches,
+)
 from rlx_assets.engine.merge import SpillReport
 from rlx_assets.engine.reconstruct import reconstruct_day
 from rlx_assets.engine.reconstruction import Reconstruction, opening_burst
@@ -134,6 +140,37 @@ def _write_events(batches: Iterator[pa.Table], writer: PartitionWriter) -> None:
     behind.close()
     if writer.rows == 0:
         writer.write(EVENT_SCHEMA.empty_table())
+
+
+def _write_unified_events(
+    io_manager: ParquetIOManager,
+    symbol: str,
+    day: dt.date,
+    spill_parent: str | None,
+    sort: frozenset[str],
+    spill: SpillReport,
+    tally: EventTally,
+) -> PartitionWriter:
+    with (
+        io_manager.read_partition("raw_trades", symbol, day) as trades,
+        io_manager.read_partition("raw_book_deltas", symbol, day) as deltas,
+        io_manager.read_partition(RECONSTRUCTED_BOOK, symbol, day) as book,
+        io_manager.partition_writer(UNIFIED_EVENTS, symbol, day) as writer,
+        tempfile.TemporaryDirectory(prefix="rlx-events-", dir=spill_parent) as spill_folder,
+        contextlib.closing(
+            unified_event_batches(
+                _batches(trades),
+                _batches(deltas),
+                _batches(book),
+                Path(spill_folder),
+                spill,
+                tally,
+                sort=sort,
+            )
+        ) as batches,
+    ):
+        _write_events(batches, writer)
+    return writer
 
 
 def build_book_assets(partitions_def) -> list[AssetsDefinition]:
@@ -351,29 +388,25 @@ def build_book_assets(partitions_def) -> list[AssetsDefinition]:
         context: AssetExecutionContext, io_manager: ResourceParam[ParquetIOManager]
     ):
         day, symbol = day_and_symbol(context.partition_key)
-        tally = EventTally(*day_bounds_ns(day))
-        spill = SpillReport()
         spill_parent = io_manager.spill_parent()  # beside local storage, as the raw assets'
         if spill_parent is not None:
             os.makedirs(spill_parent, exist_ok=True)
-        with (
-            io_manager.read_partition("raw_trades", symbol, day) as trades,
-            io_manager.read_partition("raw_book_deltas", symbol, day) as deltas,
-            io_manager.read_partition(RECONSTRUCTED_BOOK, symbol, day) as book,
-            io_manager.partition_writer(UNIFIED_EVENTS, symbol, day) as writer,
-            tempfile.TemporaryDirectory(prefix="rlx-events-", dir=spill_parent) as spill_folder,
-            contextlib.closing(
-                unified_event_batches(
-                    _batches(trades),
-                    _batches(deltas),
-                    _batches(book),
-                    Path(spill_folder),
-                    spill,
-                    tally,
+        # The inputs are trusted to be in event order (a sound feed's are) and checked as they
+        # stream, instead of by a pass of their own; one found out of order is sorted in a
+        # fresh attempt, whose file replaces what the first one wrote.
+        sort: set[str] = set()
+        while True:
+            tally, spill = EventTally(*day_bounds_ns(day)), SpillReport()
+            try:
+                writer = _write_unified_events(
+                    io_manager, symbol, day, spill_parent, frozenset(sort), spill, tally
                 )
-            ) as batches,
-        ):
-            _write_events(batches, writer)
+                break
+            except InputOutOfOrder as out_of_order:
+                if out_of_order.event_type in sort:  # sorted inputs are not checked: never
+                    raise
+                context.log.info(f"{out_of_order}: sorting it first, in a fresh attempt")
+                sort.add(out_of_order.event_type)
         by_type = tally.by_type
         yield Output(
             None,  # written batch by batch above
