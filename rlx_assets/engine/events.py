@@ -8,10 +8,12 @@ deltas of its message (it shows the book once they are applied).
 The day is streamed, never held: each input is read in batches in its stored order, which is
 already its events' (time, id) order for trades (sorted by time, then trade_id) and, on a sound
 feed, for book deltas and snapshots (sorted by sequence number, their times rising with it). An
-input whose times go backwards somewhere (a clock fault) is found by a first pass over its key
-columns and sorted out of core first. The three streams, in type rank order, are then merged on
-time alone (`merge.merge_rounds`): the merge gives a tie on time to the earlier stream, which is
-the type rank, and keeps each stream's own (time, id) order, which is the rest of the key.
+input whose times go backwards somewhere (a clock fault) is sorted out of core first: found by a
+first pass over its key columns, or (`sort`) named by the caller, the others being checked as
+they stream (InputOutOfOrder names one that is not in order, and the caller starts again). The
+three streams, in type rank order, are then merged on time alone (`merge.merge_rounds`): the
+merge gives a tie on time to the earlier stream, which is the type rank, and keeps each stream's
+own (time, id) order, which is the rest of the key.
 """
 
 from __future__ import annotations
