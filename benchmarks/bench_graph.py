@@ -11,8 +11,8 @@ One run prints, per scale (`--scales`, default 1,2; scale 1.0 is a busy BTC-USDT
   in a child process), and the ratio of the whole graph's seconds to it;
 - the bytes the raw assets report reading (their `bytes_read` metadata) against the size of the
   day's own `dt=` files;
-- with `--days7`, `scripts/run_pipeline.py` over 7 days in one process: seconds and peak memory
-  per day;
+- with `--days7`, `scripts/run_pipeline.py` over 7 days (`--days7-count`) in one process:
+  seconds and peak memory per day, and the daily peak's trend;
 - PASS/FAIL lines for the acceptance criteria, and every figure in a JSON file.
 
 The lake is written once per scale under `--work` in Crypto Lake's layout (pyarrow's default
@@ -62,7 +62,24 @@ STAGES = (
     ("quality", ("validation_report", "microstructure_metrics", "fidelity")),  # fidelity_report
 )
 MIDDLE_DAY = dt.date(2024, 8, 8)  # of 2024-08-07..09
-SEVEN_DAYS = (dt.date(2024, 8, 8), dt.date(2024, 8, 14))
+FIRST_OF_DAYS = dt.date(2024, 8, 8)  # the multi-day run's first day (7 by default)
+
+
+def multi_days(count: int) -> tuple[dt.date, dt.date]:
+    return FIRST_OF_DAYS, FIRST_OF_DAYS + dt.timedelta(days=count - 1)
+
+
+def peak_trend_mb_per_day(days: list[dict[str, Any]]) -> float | None:
+    """Least-squares slope of the daily peaks, in MB a day, from the second day on (the first
+    carries the process's start-up and a cold book)."""
+    peaks = [day["peak_bytes"] / 2**20 for day in days[1:]]
+    if len(peaks) < 2:
+        return None
+    mean_x, mean_y = (len(peaks) - 1) / 2, sum(peaks) / len(peaks)
+    spread = sum((x - mean_x) ** 2 for x in range(len(peaks)))
+    return sum((x - mean_x) * (y - mean_y) for x, y in enumerate(peaks)) / spread
+
+
 GIB = 1024**3
 
 # The acceptance criteria.
@@ -490,7 +507,7 @@ def step_lakeapi(work: Path, scale: float, repeat: int) -> dict[str, Any]:
 
 
 def run_days7(args: argparse.Namespace) -> dict[str, Any]:
-    first, last = SEVEN_DAYS
+    first, last = multi_days(args.days7_count)
     scale = args.days7_scale
     environment = graph_environment(args.work, scale, "days7", first)
     command = [sys.executable, "scripts/run_pipeline.py", "--start-date", str(first)]
@@ -509,10 +526,19 @@ def run_days7(args: argparse.Namespace) -> dict[str, Any]:
             f"    {day['day']}: {day['seconds']:.1f} s, peak RSS {_gib(day['peak_bytes'])}"
             f" ({day['peak_how']})"
         )
+    trend = peak_trend_mb_per_day(days)
+    if trend is not None:
+        print(f"    daily peak trend from the second day: {trend:+.1f} MB a day (least squares)")
     if measured.stopped or measured.returncode != 0:
         reason = "stopped for memory" if measured.stopped else f"exit {measured.returncode}"
         print(f"    {reason} after {len(days)} day(s); log {log}")
-    return {"scale": scale, "days": days, **asdict(measured)}
+    return {
+        "scale": scale,
+        "count": args.days7_count,
+        "days": days,
+        "peak_trend_mb_per_day": trend,
+        **asdict(measured),
+    }
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -639,17 +665,16 @@ def print_scale(scale: float, figures: dict[str, Any]) -> None:
 
 
 def days7_verdicts(figures: dict[str, Any]) -> list[str]:
-    days, expected = figures["days"], (SEVEN_DAYS[1] - SEVEN_DAYS[0]).days + 1
-    scale = f"scale {figures['scale']:g}"
+    days, expected = figures["days"], figures["count"]
+    scale = f"{expected} days, scale {figures['scale']:g}"
     complete = len(days) == expected and figures["returncode"] == 0 and not figures["stopped"]
-    verdicts = [_verdict(complete, f"7 days, {scale}: all {expected} days ran ({len(days)})")]
+    verdicts = [_verdict(complete, f"{scale}: all {expected} days ran ({len(days)})")]
     if days:
         peak = max(day["peak_bytes"] for day in days)
         verdicts.append(
             _verdict(
                 peak <= MAX_STAGE_PEAK_BYTES and not figures["stopped"],
-                f"7 days, {scale}: every day's peak RSS <= {_gib(MAX_STAGE_PEAK_BYTES)}"
-                f" (max {_gib(peak)})",
+                f"{scale}: every day's peak RSS <= {_gib(MAX_STAGE_PEAK_BYTES)} (max {_gib(peak)})",
             )
         )
     if complete:
@@ -657,7 +682,7 @@ def days7_verdicts(figures: dict[str, Any]) -> list[str]:
         verdicts.append(
             _verdict(
                 abs(change) <= MAX_LAST_DAY_TIME_CHANGE,
-                f"7 days, {scale}: last day's seconds within {MAX_LAST_DAY_TIME_CHANGE:.0%} of"
+                f"{scale}: last day's seconds within {MAX_LAST_DAY_TIME_CHANGE:.0%} of"
                 f" the first's ({days[-1]['seconds']:.1f} s vs {days[0]['seconds']:.1f} s,"
                 f" {change:+.1%})",
             )
@@ -695,8 +720,8 @@ def run(args: argparse.Namespace) -> int:
         figures["lakeapi"] = run_lakeapi(args, scale)
         results["scales"][str(scale)] = summarize_scale(figures)
     if args.days7:
-        print(f"\nseven days at scale {args.days7_scale:g}:")
-        lake = build_lake(args, args.days7_scale, dt_folders(*SEVEN_DAYS))
+        print(f"\n{args.days7_count} days at scale {args.days7_scale:g}:")
+        lake = build_lake(args, args.days7_scale, dt_folders(*multi_days(args.days7_count)))
         results["days7"] = {"lake": lake, **run_days7(args)}
 
     verdicts = []
@@ -738,6 +763,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--days7-scale", type=float, default=1.0, help="volume of the 7-day run (default 1)"
+    )
+    parser.add_argument(
+        "--days7-count",
+        type=int,
+        default=7,
+        help="days of that run (default 7, the criteria's; more to watch the memory's trend)",
     )
     parser.add_argument("--work", type=Path, default=Path("/tmp/rlx-bench-graph"))
     parser.add_argument(
