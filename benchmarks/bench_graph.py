@@ -625,6 +625,20 @@ def summarize_scale(figures: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
+def cpu_floor_line(graph: dict[str, Any], lakeapi_seconds: float) -> str:
+    """What the graph's CPU seconds allow on this machine's cores, at best (every core busy
+    from the first second to the last), against 3x lakeapi: whether the speed criterion is a
+    matter of scheduling or of CPU seconds."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    floor = graph["cpu_seconds"] / cores
+    budget = 3 * lakeapi_seconds * cores
+    return (
+        f"{graph['cpu_seconds']:.1f} CPU-s on {cores} cores: at best {floor:.1f} s"
+        f" = {floor / lakeapi_seconds:.2f}x lakeapi; 3x allows {budget:.1f} CPU-s at full use"
+    )
+
+
 def print_scale(scale: float, figures: dict[str, Any]) -> None:
     print(f"\nfigures at scale {scale:g} ({MIDDLE_DAY}|{SYMBOL}, cold start, one process):")
     for name, stage in figures["stages"].items():
@@ -651,6 +665,7 @@ def print_scale(scale: float, figures: dict[str, Any]) -> None:
             f"(best of {lakeapi['repeat']}; {lakeapi['rows']:,} rows; child peak RSS "
             f"{_gib(lakeapi['tree_peak_bytes'])})"
         )
+        print(f"  CPU floor        {cpu_floor_line(figures['graph'], figures['lakeapi_seconds'])}")
     for asset, reported in figures["bytes_read"].items():
         total = reported["bytes_read"]
         print(

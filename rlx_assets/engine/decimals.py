@@ -105,9 +105,7 @@ def scale_floats(values: np.ndarray, exponent: int, largest: float | None = None
         digits = max(digits, max(_decimal_digits(v) for v in off_values))
     if largest is None:
         largest = float(np.max(np.abs(values))) if values.size else 0.0
-    while digits > grid_digits and largest * 10.0**digits >= _INT64_LIMIT / 2:
-        digits -= 1
-    digits = min(digits, MAX_DIGITS)
+    digits = min(_digits_that_fit(digits, grid_digits, largest), MAX_DIGITS)
 
     # Grid steps coarser than 1 (exponent > 0) still land on whole numbers.
     multiplier = 10 ** (digits + exponent)
@@ -121,6 +119,19 @@ def scale_floats(values: np.ndarray, exponent: int, largest: float | None = None
             unrepresentable += 1
         ints[index] = int(rounded)
     return ScaledValues(ints=ints, digits=digits, off_grid=off, unrepresentable=unrepresentable)
+
+
+def _digits_that_fit(digits: int, grid_digits: int, largest: float) -> int:
+    """Fewer digits, down to the grid's, while `largest` would not fit int64 at them."""
+    while digits > grid_digits and largest * 10.0**digits >= _INT64_LIMIT / 2:
+        digits -= 1
+    return digits
+
+
+def digits_fit(digits: int, exponent: int, largest: float) -> bool:
+    """Whether `scale_floats` gives a chunk the same `digits` with this larger `largest`: a
+    chunk converted before the day's largest value was seen holds only when this is true."""
+    return _digits_that_fit(digits, max(0, -exponent), largest) == digits
 
 
 @numba.njit(cache=True, nogil=True)

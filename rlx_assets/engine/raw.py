@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from rlx_assets.engine.days import NS_PER_DAY, day_bounds_ns
 from rlx_assets.engine.decimals import (
+    digits_fit,
     scale_floats,
     scaled_columns_to_decimal,
 )
@@ -271,6 +272,7 @@ def clean_partition(
     size_exponent: int | None = None,
     chunk_rows: int = 1_000_000,
     inspect_kept: Callable[[Run], None] | None = None,
+    rewrite: Callable[[], None] | None = None,
 ) -> RawAccount:
     """The rows of `day` from the `dt` folders around it, cleaned in bounded memory.
 
@@ -289,27 +291,42 @@ def clean_partition(
     it receives them, the neighbour days' rows before and after the day's own): their rows are
     placed as read, without runs. A chunk that goes back in the order ends that
     attempt: `sources()` (a fresh reading of the same sources) is then read again, and sorted.
+
+    Given `rewrite` (which discards what was handed to `write`), deltas placed as read are also
+    converted and written as they are placed, on the grids their first rows show, instead of in
+    a pass of their own once the day's grids are known: that pass is the longest of a busy day
+    after the placing, and the writer idles until then. The day's figures must then prove that
+    guess (`_Speculation.holds`); where they do not, `rewrite` is called and the rows are
+    written again as without it. The output is the same either way.
     """
     partition = _Partition(table_name, day, store)
     held = store.create()  # the quarantined rows, handed on once the placing is final
+    given = {"price": price_exponent, "size": size_exponent}
+    speculation: _Speculation | None = None
     kept: RunWriter | None
     if table_name != BOOK_DELTAS:
         # Trades are keyed by time, which a collector's files interleave near midnight; the
         # wide snapshots gained no time placed as read, and held more memory.
         kept = _place_sorted(partition, sources(), chunk_rows, held)
     else:
+        if rewrite is not None:
+            speculation = _Speculation(partition, given, write, rewrite)
         try:
-            kept = _place_in_order(partition, sources(), chunk_rows, held)
+            kept = _place_in_order(
+                partition, sources(), chunk_rows, held, speculation.write if speculation else None
+            )
         except _OutOfOrder:
             kept = None  # (outside this block, the first reading's iterators are closed)
         if kept is None:
+            if speculation is not None:
+                speculation.discard()
+            speculation = None
             partition = _Partition(table_name, day, store)
             held = store.create()
             kept = _place_sorted(partition, sources(), chunk_rows, held)
     for rows in held.finish().batches():
         quarantine(rows)
     account = partition.account
-    given = {"price": price_exponent, "size": size_exponent}
     inferred = {name: tally.exponent() for name, tally in partition.grids.items()}
     exponents = {name: given[name] if given[name] is not None else inferred[name] for name in given}
     account.price_step_exponent, account.size_step_exponent = exponents["price"], exponents["size"]
@@ -319,10 +336,26 @@ def clean_partition(
     account.digits = {name: max(0, -exponent) for name, exponent in exponents.items()}
     written = False
     kept_run: Run = kept.finish()
-    if table_name != TRADES:
-        out_of_place = messages_out_of_place(partition.message_times)
-        if out_of_place.size:
-            kept_run = WithoutMessages(kept_run, out_of_place, account, quarantine)
+    out_of_place = (
+        messages_out_of_place(partition.message_times)
+        if table_name != TRADES
+        else np.zeros(0, dtype=np.int64)
+    )
+    if speculation is not None:
+        if speculation.holds(exponents, largest, out_of_place):
+            speculation.settle(account)
+            account.written_while_placing = True
+            if not speculation.started:  # the file still says what the table holds
+                table, _ = _to_decimals(
+                    table_name, SCHEMAS[table_name].empty_table(), account, exponents, largest
+                )
+                write(table)
+            if inspect_kept is not None:
+                inspect_kept(kept_run)
+            return account
+        speculation.discard()
+    if out_of_place.size:
+        kept_run = WithoutMessages(kept_run, out_of_place, account, quarantine)
     # The figures' own passes over the kept rows run beside the conversion and the writing.
     with ThreadPoolExecutor(1, thread_name_prefix="rlx-inspect-kept") as beside:
         inspected = beside.submit(inspect_kept, kept_run) if inspect_kept is not None else None
@@ -346,10 +379,15 @@ class _OutOfOrder(Exception):
 
 
 def _place_in_order(
-    partition: _Partition, sources: Iterable[Source], chunk_rows: int, held: RunWriter
+    partition: _Partition,
+    sources: Iterable[Source],
+    chunk_rows: int,
+    held: RunWriter,
+    on_kept: Callable[[pa.Table], None] | None = None,
 ) -> RunWriter:
     """Passes 1 and 2 in one, for input in key order: each chunk, sorted, is placed as it comes
-    (whole groups at a time); raises _OutOfOrder at the first chunk that is not."""
+    (whole groups at a time), its kept rows also handed to `on_kept`; raises _OutOfOrder at the
+    first chunk that is not."""
     last: tuple[int, ...] | None = None
 
     def in_order() -> Iterator[pa.Table]:
@@ -364,7 +402,7 @@ def _place_in_order(
             last = key_at(chunk, partition.key, chunk.num_rows - 1)
             yield chunk
 
-    kept = _placed(partition, in_order(), held)
+    kept = _placed(partition, in_order(), held, on_kept)
     partition.account.sorted_runs = 1 if last is not None else 0
     return kept
 
@@ -379,13 +417,92 @@ def _place_sorted(
     return _placed(partition, merged, held)
 
 
-def _placed(partition: _Partition, rows: Iterator[pa.Table], held: RunWriter) -> RunWriter:
-    """Pass 2: rows in key order placed whole groups at a time into a new run (the kept rows);
-    quarantined rows go to `held`."""
+def _placed(
+    partition: _Partition,
+    rows: Iterator[pa.Table],
+    held: RunWriter,
+    on_kept: Callable[[pa.Table], None] | None = None,
+) -> RunWriter:
+    """Pass 2: rows in key order placed whole groups at a time into a new run (the kept rows,
+    also handed to `on_kept`); quarantined rows go to `held`."""
     kept = partition.store.create()
     for piece in groups_whole(rows, _group_key(partition.table_name)):
-        kept.write(partition.place(piece, held.write))
+        placed = partition.place(piece, held.write)
+        kept.write(placed)
+        if on_kept is not None:
+            on_kept(placed)
     return kept
+
+
+class _Speculation:
+    """Kept rows converted and written as they are placed, before the day's grids are known:
+    on the grids of the first rows kept (or those given), each chunk's digits bounded by the
+    largest value seen so far. `holds` says whether the whole day proves that right."""
+
+    def __init__(
+        self,
+        partition: _Partition,
+        given: dict[str, int | None],
+        write: Callable[[pa.Table], None],
+        rewrite: Callable[[], None],
+    ) -> None:
+        self._partition = partition
+        self._given = given
+        self._write = write
+        self._rewrite = rewrite
+        self._exponents: dict[str, int] | None = None
+        self._digits: dict[str, int] = {}  # the most any chunk needed
+        self._figures = RawAccount()  # what the conversion counts, kept apart until it holds
+
+    @property
+    def started(self) -> bool:
+        return self._exponents is not None
+
+    def write(self, kept: pa.Table) -> None:
+        if not kept.num_rows:
+            return
+        grids = self._partition.grids
+        if self._exponents is None:
+            self._exponents = {
+                name: exponent if exponent is not None else grids[name].exponent()
+                for name, exponent in self._given.items()
+            }
+        largest = {name: tally.largest for name, tally in grids.items()}
+        table, digits = _to_decimals(
+            self._partition.table_name, kept, self._figures, self._exponents, largest
+        )
+        for name, needed in digits.items():
+            self._digits[name] = max(self._digits.get(name, needed), needed)
+        self._write(table)
+
+    def holds(
+        self, exponents: dict[str, int], largest: dict[str, float], out_of_place: np.ndarray
+    ) -> bool:
+        """What was written is what the day's pass would write: the same grids, digits the
+        day's largest values leave as they were, and no message to take out. (Where nothing
+        was written, it holds.)"""
+        if self._exponents is None:
+            return not out_of_place.size
+        return (
+            not out_of_place.size
+            and self._exponents == exponents
+            and all(
+                digits_fit(digits, exponents[name], largest[name])
+                for name, digits in self._digits.items()
+            )
+        )
+
+    def discard(self) -> None:
+        """Whatever was written goes (`rewrite`)."""
+        if self.started:
+            self._rewrite()
+
+    def settle(self, account: RawAccount) -> None:
+        """The conversion's figures into the day's `account`, once `holds`."""
+        account.precision_loss_warnings += self._figures.precision_loss_warnings
+        account.values_on_grid_checked += self._figures.values_on_grid_checked
+        for name, digits in self._digits.items():
+            account.digits[name] = max(account.digits[name], digits)
 
 
 def clean_day(
@@ -409,6 +526,7 @@ def clean_day(
         price_exponent,
         size_exponent,
         chunk_rows,
+        rewrite=written.clear,
     )
     table = pa.concat_tables(written).combine_chunks()
     return RawDay(

@@ -29,6 +29,9 @@ class RawAccount:
     values_on_grid_checked: int = 0
     digits: dict[str, int] = field(default_factory=dict)  # "price"/"size" -> fractional digits
     sorted_runs: int = 0  # runs the day's rows were sorted in (1 when they came in order)
+    # Converted and written as they were placed, the day's grids proving the first rows' right
+    # (deltas in order); otherwise in a pass of their own after the placing.
+    written_while_placing: bool = False
 
     @property
     def rows_quarantined(self) -> int:

@@ -136,6 +136,13 @@ class PartitionWriter:
         self._pending = [rest] if rest.num_rows else []
         self._pending_rows = rest.num_rows
 
+    def restart(self) -> None:
+        """Discard every row written so far: the file starts again, empty (its metadata kept)."""
+        self.abort()
+        self._pending = []
+        self._pending_rows = 0
+        self.rows = 0
+
     def close(self) -> None:
         if self._writer is None:
             raise ValueError(f"nothing was written to {self.path}")

@@ -425,3 +425,137 @@ def test_deltas_found_out_of_order_late_are_sorted_and_nothing_counts_twice(
     assert day.duplicates_dropped + day.rows_quarantined == (
         reference.duplicates_dropped + reference.rows_quarantined
     )
+
+
+def _cleaned_both_ways(
+    sources: list[tuple[dt.date, pa.Table]], chunk_rows: int, **exponents: int
+) -> tuple[tuple, tuple, int]:
+    """`clean_partition` of the deltas written as they are placed (`rewrite` given) and in a
+    pass of their own once the day's grids are known: (table, quarantine, account) each, and how
+    often the first way discarded what it had written."""
+    rewrites = 0
+
+    def cleaned(speculate: bool) -> tuple:
+        nonlocal rewrites
+        written: list[pa.Table] = []
+        quarantined: list[pa.Table] = []
+
+        def rewrite() -> None:
+            nonlocal rewrites
+            assert written, "nothing was written that needs discarding"
+            rewrites += 1
+            written.clear()
+
+        account = clean_partition(
+            BOOK_DELTAS,
+            DAY,
+            lambda: [Source(filed_under, [table]) for filed_under, table in sources],
+            MemoryRuns(),
+            written.append,
+            quarantined.append,
+            chunk_rows=chunk_rows,
+            rewrite=rewrite if speculate else None,
+            **exponents,
+        )
+        table = pa.concat_tables(written).combine_chunks()
+        held = pa.concat_tables(quarantined).combine_chunks() if quarantined else None
+        return table, held, vars(account)
+
+    return cleaned(True), cleaned(False), rewrites
+
+
+def _assert_same_day(first: tuple, second: tuple) -> None:
+    assert first[0].equals(second[0], check_metadata=True)
+    assert not second[2]["written_while_placing"]
+    # Every figure of the account, the digits included, but the way it was written.
+    assert {**first[2], "written_while_placing": False} == second[2]
+    if first[1] is None or second[1] is None:
+        assert first[1] is second[1] is None
+    else:  # NaN prices: equal rows, but NaN != NaN
+        assert first[1].drop_columns(["price"]).equals(second[1].drop_columns(["price"]))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("chunk_rows", [3, 40, 1_000_000])
+def test_deltas_written_as_placed_equal_the_days_own_pass(seed: int, chunk_rows: int) -> None:
+    as_placed, own_pass, rewrites = _cleaned_both_ways(
+        _in_order_sources(seed, late_message=False), chunk_rows
+    )
+    _assert_same_day(as_placed, own_pass)
+    assert as_placed[0].num_rows > 0 and as_placed[1].num_rows == 4
+    assert as_placed[2]["written_while_placing"] == (rewrites == 0)
+    if chunk_rows == 1_000_000:  # one chunk: its grids are the day's, nothing is written twice
+        assert rewrites == 0
+
+
+def _deltas_every_minute(prices: list[float], sizes: list[float], first: int = 0) -> pa.Table:
+    start = day_bounds_ns(DAY)[0] + first * 60 * SECOND
+    times = [start + i * 60 * SECOND for i in range(len(prices))]
+    return _deltas(
+        [
+            (time, time + 5, 1_000 + first + i, i % 2 == 0, price, size)
+            for i, (time, price, size) in enumerate(zip(times, prices, sizes, strict=True))
+        ]
+    )
+
+
+def test_a_grid_the_first_rows_do_not_show_is_written_again_on_the_days_grid() -> None:
+    """The morning's prices are whole dollars (a grid of 1); the day's are cents."""
+    morning = _deltas_every_minute([float(100 + i % 9) for i in range(300)], [1.0] * 300)
+    day = _deltas_every_minute([100.0 + (i % 97) / 100 for i in range(900)], [0.5] * 900, first=300)
+    as_placed, own_pass, rewrites = _cleaned_both_ways([(DAY, morning), (DAY, day)], 100)
+    _assert_same_day(as_placed, own_pass)
+    assert rewrites == 1 and as_placed[2]["price_step_exponent"] == -2
+    assert not as_placed[2]["written_while_placing"]
+    assert as_placed[0]["price"].to_pylist()[300 + 5] == Decimal("100.05")
+
+
+def test_a_larger_value_later_in_the_day_rewrites_the_digits_it_changes() -> None:
+    """A size off its grid needs 15 digits while the largest size seen is 1.25; a size of
+    10,000 later in the day leaves room for 14 (int64 at 10**-15 ends near 9,223)."""
+    sizes = [0.5, 1.25, 0.123456789012345] + [0.25] * 297
+    morning = _deltas_every_minute([100.0] * 300, sizes)
+    day = _deltas_every_minute([100.0] * 300, [0.25] * 299 + [10_000.0], first=300)
+    as_placed, own_pass, rewrites = _cleaned_both_ways([(DAY, morning), (DAY, day)], 300)
+    _assert_same_day(as_placed, own_pass)
+    assert rewrites == 1
+    assert as_placed[2]["size_step_exponent"] == -2 and as_placed[2]["digits"]["size"] == 14
+    assert as_placed[2]["precision_loss_warnings"] == 1
+    assert as_placed[0]["off_grid"].to_pylist()[2] is True
+
+
+def test_a_message_out_of_place_found_at_the_end_rewrites_without_it() -> None:
+    """Five messages numbered far ahead, stamped at noon: in sequence order they come last,
+    so the deltas are placed as read, and only the day's times show them out of place."""
+    start = day_bounds_ns(DAY)[0]
+    rows = [
+        (start + m * 40 * SECOND, start + m * 40 * SECOND + 5, 10**6 + m, True, 100.0, 1.0)
+        for m in range(2_160)
+    ]
+    noon = start + 43_200 * SECOND
+    stray = [(noon, noon + 5, 10**12 + i, True, 100.0, 1.0) for i in range(5)]
+    as_placed, own_pass, rewrites = _cleaned_both_ways([(DAY, _deltas(rows + stray))], 100)
+    _assert_same_day(as_placed, own_pass)
+    assert rewrites == 1 and as_placed[2]["quarantined"] == {"sequence_out_of_place": 5}
+    assert as_placed[2]["sorted_runs"] == 1  # placed as read
+    assert as_placed[0].num_rows == len(rows)
+
+
+@pytest.mark.parametrize("chunk_rows", [5, 60])
+def test_deltas_found_out_of_order_after_writing_began_are_written_once_sorted(
+    chunk_rows: int,
+) -> None:
+    as_placed, own_pass, rewrites = _cleaned_both_ways(
+        _in_order_sources(3, late_message=True), chunk_rows
+    )
+    _assert_same_day(as_placed, own_pass)
+    assert rewrites == 1 and as_placed[2]["sorted_runs"] > 1
+
+
+def test_given_grids_are_written_as_placed_and_hold() -> None:
+    as_placed, own_pass, rewrites = _cleaned_both_ways(
+        _in_order_sources(1, late_message=False), 3, price_exponent=-3, size_exponent=-1
+    )
+    _assert_same_day(as_placed, own_pass)
+    assert rewrites == 0 and as_placed[2]["price_step_exponent"] == -3
+    assert as_placed[2]["written_while_placing"]

@@ -33,7 +33,7 @@ from dagster._core.storage.tags import (
 )
 
 from rlx_assets.resources.io_manager import ParquetIOManager, partition_path
-from rlx_assets.resources.parquet_files import STAGING_DIR
+from rlx_assets.resources.parquet_files import STAGING_DIR, PartitionWriter
 from rlx_assets_tests import s3_server as s3
 
 DAY1 = "2024-08-08|BTC-USDT"
@@ -365,6 +365,26 @@ def test_same_table_gives_identical_bytes(tmp_path: Path) -> None:
     assert path.read_bytes() == first
     assert _run([trades], _io(str(tmp_path / "two")), DAY1).success
     assert _file(tmp_path / "two", "trades", "2024-08-08").read_bytes() == first
+
+
+def test_a_writer_restarted_holds_only_what_was_written_after(tmp_path: Path) -> None:
+    """`PartitionWriter.restart` (the raw deltas written as placed, proven wrong at the end of
+    the day): the file is what a fresh writer makes of the later rows, byte for byte."""
+    rows = pa.table({"id": pa.array(range(3_000_000), pa.int64())})
+    restarted = PartitionWriter(str(tmp_path / "restarted.parquet"))
+    restarted.metadata[b"rlx.note"] = b"kept"
+    restarted.write(rows.slice(0, 2_500_000))  # two row groups written, half a group pending
+    restarted.restart()
+    restarted.write(rows.slice(1_000))
+    restarted.close()
+    fresh = PartitionWriter(str(tmp_path / "fresh.parquet"))
+    fresh.metadata[b"rlx.note"] = b"kept"
+    fresh.write(rows.slice(1_000))
+    fresh.close()
+    assert restarted.rows == fresh.rows == 3_000_000 - 1_000
+    restarted_bytes = (tmp_path / "restarted.parquet").read_bytes()
+    assert restarted_bytes == (tmp_path / "fresh.parquet").read_bytes()
+    assert restarted.sha256 == fresh.sha256
 
 
 def test_rewrite_removes_stale_part_files(tmp_path: Path) -> None:

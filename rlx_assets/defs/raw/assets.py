@@ -100,6 +100,7 @@ def _metadata(
         "bytes_read": sum(bytes_read.values()),
         "bytes_read_by_dt": MetadataValue.json(bytes_read),
         "sorted_runs": account.sorted_runs,
+        "written_while_placing": account.written_while_placing,
         "dt_folders_missing": MetadataValue.json(missing_dts),
     }
 
@@ -208,6 +209,7 @@ def build_raw_asset(
                     *grids,
                     chunk_rows=read_batch_rows(table_name),
                     inspect_kept=lambda run: figures.update(_time_figures(table_name, run, day)),
+                    rewrite=lambda: (behind.drain(), writer.restart()),
                 )
                 if not account.accounted():
                     raise RuntimeError(
