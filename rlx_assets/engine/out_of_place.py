@@ -4,7 +4,7 @@ quarantined as `sequence_out_of_place`."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -79,7 +79,12 @@ class WithoutMessages:
     def rows(self) -> int:
         return self.run.rows - self.removed
 
-    def batches(self) -> Iterator[pa.Table]:
+    def batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
+        """Whole rows are read whatever `columns`: the first read quarantines whole rows."""
+        for batch in self._whole_batches():
+            yield batch if columns is None else batch.select(list(columns))
+
+    def _whole_batches(self) -> Iterator[pa.Table]:
         with self._claim:
             counting, self._counting_claimed = not self._counting_claimed, True
         last_sequence, last_id = -(2**63), -1

@@ -292,38 +292,34 @@ def clean_partition(
     placed as read, without runs. A chunk that goes back in the order ends that
     attempt: `sources()` (a fresh reading of the same sources) is then read again, and sorted.
 
-    Given `rewrite` (which discards what was handed to `write`), deltas placed as read are also
-    converted and written as they are placed, on the grids their first rows show, instead of in
-    a pass of their own once the day's grids are known: that pass is the longest of a busy day
-    after the placing, and the writer idles until then. The day's figures must then prove that
-    guess (`_Speculation.holds`); where they do not, `rewrite` is called and the rows are
-    written again as without it. The output is the same either way.
+    Given `rewrite` (which discards what was handed to `write`), the kept rows are also
+    converted and written as they are placed, on the grids the first of them show, instead of
+    in a pass of their own once the day's grids are known: on a busy day that pass is the
+    longest after the placing, and the writer idles until then. The day's figures must then
+    prove that guess (`_Speculation.holds`); where they do not, `rewrite` is called and the
+    rows are written again as without it. The output is the same either way.
     """
     partition = _Partition(table_name, day, store)
     held = store.create()  # the quarantined rows, handed on once the placing is final
     given = {"price": price_exponent, "size": size_exponent}
-    speculation: _Speculation | None = None
+    speculation = _Speculation(partition, given, write, rewrite) if rewrite is not None else None
     kept: RunWriter | None
     if table_name != BOOK_DELTAS:
         # Trades are keyed by time, which a collector's files interleave near midnight; the
         # wide snapshots gained no time placed as read, and held more memory.
-        kept = _place_sorted(partition, sources(), chunk_rows, held)
+        kept = _place_sorted(partition, sources(), chunk_rows, held, speculation)
     else:
-        if rewrite is not None:
-            speculation = _Speculation(partition, given, write, rewrite)
         try:
-            kept = _place_in_order(
-                partition, sources(), chunk_rows, held, speculation.write if speculation else None
-            )
+            kept = _place_in_order(partition, sources(), chunk_rows, held, speculation)
         except _OutOfOrder:
             kept = None  # (outside this block, the first reading's iterators are closed)
         if kept is None:
-            if speculation is not None:
-                speculation.discard()
-            speculation = None
             partition = _Partition(table_name, day, store)
             held = store.create()
-            kept = _place_sorted(partition, sources(), chunk_rows, held)
+            if speculation is not None:
+                speculation.discard()
+                speculation = _Speculation(partition, given, write, speculation.rewrite)
+            kept = _place_sorted(partition, sources(), chunk_rows, held, speculation)
     for rows in held.finish().batches():
         quarantine(rows)
     account = partition.account
@@ -383,11 +379,10 @@ def _place_in_order(
     sources: Iterable[Source],
     chunk_rows: int,
     held: RunWriter,
-    on_kept: Callable[[pa.Table], None] | None = None,
+    speculation: _Speculation | None = None,
 ) -> RunWriter:
     """Passes 1 and 2 in one, for input in key order: each chunk, sorted, is placed as it comes
-    (whole groups at a time), its kept rows also handed to `on_kept`; raises _OutOfOrder at the
-    first chunk that is not."""
+    (whole groups at a time); raises _OutOfOrder at the first chunk that is not."""
     last: tuple[int, ...] | None = None
 
     def in_order() -> Iterator[pa.Table]:
@@ -402,35 +397,39 @@ def _place_in_order(
             last = key_at(chunk, partition.key, chunk.num_rows - 1)
             yield chunk
 
-    kept = _placed(partition, in_order(), held, on_kept)
+    kept = _placed(partition, in_order(), held, speculation)
     partition.account.sorted_runs = 1 if last is not None else 0
     return kept
 
 
 def _place_sorted(
-    partition: _Partition, sources: Iterable[Source], chunk_rows: int, held: RunWriter
+    partition: _Partition,
+    sources: Iterable[Source],
+    chunk_rows: int,
+    held: RunWriter,
+    speculation: _Speculation | None = None,
 ) -> RunWriter:
     """Pass 1, the rows sorted into runs; pass 2, their merge placed whole groups at a time."""
     runs = partition.read(sources, chunk_rows)
     merged = runs.merged()
     partition.account.sorted_runs = len(runs.runs)
-    return _placed(partition, merged, held)
+    return _placed(partition, merged, held, speculation)
 
 
 def _placed(
     partition: _Partition,
     rows: Iterator[pa.Table],
     held: RunWriter,
-    on_kept: Callable[[pa.Table], None] | None = None,
+    speculation: _Speculation | None = None,
 ) -> RunWriter:
     """Pass 2: rows in key order placed whole groups at a time into a new run (the kept rows,
-    also handed to `on_kept`); quarantined rows go to `held`."""
+    also written as placed when `speculation`); quarantined rows go to `held`."""
     kept = partition.store.create()
     for piece in groups_whole(rows, _group_key(partition.table_name)):
         placed = partition.place(piece, held.write)
         kept.write(placed)
-        if on_kept is not None:
-            on_kept(placed)
+        if speculation is not None:
+            speculation.write(placed)
     return kept
 
 
@@ -449,7 +448,7 @@ class _Speculation:
         self._partition = partition
         self._given = given
         self._write = write
-        self._rewrite = rewrite
+        self.rewrite = rewrite
         self._exponents: dict[str, int] | None = None
         self._digits: dict[str, int] = {}  # the most any chunk needed
         self._figures = RawAccount()  # what the conversion counts, kept apart until it holds
@@ -495,7 +494,7 @@ class _Speculation:
     def discard(self) -> None:
         """Whatever was written goes (`rewrite`)."""
         if self.started:
-            self._rewrite()
+            self.rewrite()
 
     def settle(self, account: RawAccount) -> None:
         """The conversion's figures into the day's `account`, once `holds`."""

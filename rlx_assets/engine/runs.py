@@ -22,8 +22,10 @@ RUN_BATCH_ROWS = 65_536  # rows a merge holds per run at a time
 class Run(Protocol):
     rows: int
 
-    def batches(self) -> Iterator[pa.Table]:
-        """The run's rows in order, in batches of at most RUN_BATCH_ROWS; may be read again."""
+    def batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
+        """The run's rows in order, in batches of at most RUN_BATCH_ROWS; may be read again.
+        Only `columns`, in that order, when given (a pass that needs two of a table's columns
+        reads only those)."""
         ...
 
 
@@ -50,8 +52,10 @@ class MemoryRun:
     def finish(self) -> MemoryRun:
         return self
 
-    def batches(self) -> Iterator[pa.Table]:
+    def batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
         for table in self.tables:
+            if columns is not None:
+                table = table.select(list(columns))
             for offset in range(0, table.num_rows, RUN_BATCH_ROWS):
                 yield table.slice(offset, RUN_BATCH_ROWS)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -55,17 +55,28 @@ class DiskRun:
     def bytes(self) -> int:
         return self.path.stat().st_size if self.rows else 0
 
-    def batches(self) -> Iterator[pa.Table]:
-        return read_ahead(self._batches())
+    def batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
+        return read_ahead(self._batches(columns))
 
-    def _batches(self) -> Iterator[pa.Table]:
+    def _batches(self, columns: Sequence[str] | None) -> Iterator[pa.Table]:
         if self.rows == 0:
             return
         # Read from a file, not a memory map: mapped pages would count as the process's memory.
         with pa.OSFile(str(self.path)) as source:
-            reader = pa.ipc.open_file(source)
+            options = None
+            if columns is not None:
+                names = pa.ipc.open_file(source).schema.names
+                missing = [name for name in columns if name not in names]
+                if missing:
+                    raise KeyError(f"{self.path} holds no column {missing}")
+                # Only these columns' buffers are read: a pass over two of a table's columns
+                # copies two columns from the disk, not the table.
+                indices = [names.index(name) for name in columns]
+                options = pa.ipc.IpcReadOptions(included_fields=indices)
+            reader = pa.ipc.open_file(source, options=options)
             for index in range(reader.num_record_batches):
-                yield pa.Table.from_batches([reader.get_batch(index)])
+                table = pa.Table.from_batches([reader.get_batch(index)])
+                yield table if columns is None else table.select(list(columns))
 
 
 class DiskRuns:

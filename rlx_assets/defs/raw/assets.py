@@ -352,7 +352,7 @@ def _publish_quarantine(
 
 def _time_batches(kept: Run, columns: list[str]) -> Callable[[], Iterator[tuple[np.ndarray, ...]]]:
     def batches() -> Iterator[tuple[np.ndarray, ...]]:
-        for batch in kept.batches():
+        for batch in kept.batches(columns):
             yield tuple(pc.fill_null(batch[name], -1).to_numpy() for name in columns)
 
     return batches
