@@ -48,6 +48,8 @@ from dagster._core.executor.base import Executor
 from dagster._core.storage.tags import PRIORITY_TAG
 from dagster._utils.error import SerializableErrorInfo, serializable_error_info_from_exc_info
 
+from rlx_assets.allocator import release_free_memory
+
 DEFAULT_MAX_CONCURRENT = 2
 _POLL_S = 0.5  # how often the loop looks for interrupts and retries while steps run
 
@@ -214,6 +216,10 @@ def _run_step(step_context: StepExecutionContext, events: queue.Queue) -> None:
             events.put((key, event))
     except BaseException:  # reported as the step's failure by the run's loop
         error = serializable_error_info_from_exc_info(sys.exc_info())
+    # What the step freed goes back to the OS before the next steps allocate theirs: a step's
+    # threads leave freed pages in glibc's arenas and Arrow's pool, on top of which the next
+    # stage's peak would otherwise stand.
+    release_free_memory()
     events.put(_Finished(key, error))
 
 

@@ -209,3 +209,20 @@ def test_an_interrupt_lets_the_running_step_end_and_starts_no_other(run) -> None
     windows = _windows()
     assert len(windows["interrupter"]) == 2  # it was not cut off
     assert "after_interrupt" not in windows
+
+
+def test_each_step_hands_its_freed_memory_back_when_it_ends(
+    run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rlx_assets.threaded_executor as executor_module
+
+    released: list[int] = []
+
+    def release() -> None:  # how many notes the steps had taken when memory was released
+        released.append(sum(len(times) for times in _windows().values()))
+
+    monkeypatch.setattr(executor_module, "release_free_memory", release)
+    success, _ = run(pair_job_one_at_a_time)
+    assert success
+    # Once a step, as it ends (one at a time: left and right note their start and end).
+    assert released == [2, 4, 5]
