@@ -38,11 +38,16 @@ def to_steps(values: np.ndarray, exponent: int) -> np.ndarray:
 
 
 def _off_grid_steps(values: np.ndarray, exponent: int) -> np.ndarray:
-    """Distance from the nearest grid point in steps of 10**exponent, minus float rounding."""
+    """Distance from the nearest grid point in steps of 10**exponent, minus float rounding.
+
+    A value other than 0 whose nearest grid point is 0 is off the grid however far below the
+    tolerance it is: on that grid it would be written as 0. (Otherwise one size of 1e10 in a day
+    of sizes below 10 makes 1e10 the day's size step, every size within 1e-9 of a step of 0.)"""
     in_steps = to_steps(values, exponent)
-    distance = np.abs(in_steps - np.rint(in_steps))
+    rounded = np.rint(in_steps)
+    distance = np.abs(in_steps - rounded)
     tolerance = np.maximum(MIN_TOLERANCE_STEPS, ULPS * np.abs(in_steps))
-    return distance - tolerance
+    return np.where((rounded == 0) & (values != 0), np.inf, distance - tolerance)
 
 
 def on_grid(values: np.ndarray, exponent: int) -> np.ndarray:
@@ -105,7 +110,9 @@ def scale_floats(values: np.ndarray, exponent: int, largest: float | None = None
         digits = max(digits, max(_decimal_digits(v) for v in off_values))
     if largest is None:
         largest = float(np.max(np.abs(values))) if values.size else 0.0
-    digits = min(_digits_that_fit(digits, grid_digits, largest), MAX_DIGITS)
+    # (Capped first: a value of 1e-300 off the grid asks for 300 digits, and 10.0**300 * largest
+    # overflows; the cap commutes with the bound.)
+    digits = _digits_that_fit(min(digits, MAX_DIGITS), grid_digits, largest)
 
     # Grid steps coarser than 1 (exponent > 0) still land on whole numbers.
     multiplier = 10 ** (digits + exponent)
@@ -138,12 +145,13 @@ def digits_fit(digits: int, exponent: int, largest: float) -> bool:
 def _steps_off_grid(values, factor, divide, min_tolerance, ulps, steps, off):
     """Per value: its whole steps of the grid (`to_steps`, then `np.rint`, as int64; int64's
     minimum where that does not fit, as numpy's cast gives on x86) and whether it lies off the
-    grid by more than float rounding (`_off_grid_steps(...) > 0`)."""
+    grid by more than float rounding, or rounds to 0 without being 0 (`_off_grid_steps(...) >
+    0`)."""
     for i in range(values.size):
         in_steps = values[i] / factor if divide else values[i] * factor
         rounded = np.rint(in_steps)
         tolerance = max(min_tolerance, ulps * abs(in_steps))
-        off[i] = abs(in_steps - rounded) - tolerance > 0
+        off[i] = abs(in_steps - rounded) - tolerance > 0 or (rounded == 0 and values[i] != 0)
         if abs(rounded) < 9.223372036854775807e18:
             steps[i] = np.int64(rounded)
         else:

@@ -26,10 +26,10 @@ _CACHE_BITS = 16  # answers remembered by value: a day's prices and sizes repeat
 @numba.njit(cache=True, nogil=True)
 def _grids_of(value, divisible, grids, units, floors, ulps):
     """For one whole number of fine steps: its trailing decimal zeros (capped at `divisible`);
-    the grids from `divisible` on that it lies near, as bits (grid i: bit i) where the grid's
-    unit is at most twice the value, and as the first of the coarser grids (`grids` if none),
-    which it lies near from there on (the distance is the value itself, the tolerance only
-    grows); and whether it sits at a tolerance's edge."""
+    the grids from `divisible` on that it lies near, as bits (grid i: bit i), up to the first
+    whose unit is over twice the value (its nearest point is 0: off that grid and the coarser
+    ones, as `on_grid` has it); the first grid it lies near from there on (0 only: `grids`
+    otherwise); and whether it sits at a tolerance's edge."""
     zeros = 0
     if value == 0:
         return divisible, np.uint64(0), divisible, False
@@ -40,18 +40,15 @@ def _grids_of(value, divisible, grids, units, floors, ulps):
     near = np.uint64(0)
     for i in range(divisible, grids):
         unit = units[i]
+        if unit > 2.0 * value:
+            # Nearest to 0 on this grid and every coarser one: off them all (`on_grid`).
+            return zeros, near, grids, False
         tolerance = max(floors[i], ulps * value)
-        coarse = unit > 2.0 * value
-        if coarse:
-            distance = float(value)  # the value is its own remainder
-        else:
-            remainder = float(value % np.int64(unit))
-            distance = min(remainder, unit - remainder)
+        remainder = float(value % np.int64(unit))
+        distance = min(remainder, unit - remainder)
         if abs(distance - tolerance) <= tolerance * 1e-6:
             return zeros, np.uint64(0), grids, True
         if distance <= tolerance:
-            if coarse:
-                return zeros, near, i, False
             near |= np.uint64(1) << np.uint64(i)
     return zeros, near, grids, False
 

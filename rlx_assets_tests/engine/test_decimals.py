@@ -14,6 +14,7 @@ from rlx_assets.engine.decimals import (
     decimal_to_scaled,
     exponent_of_step,
     infer_step_exponent,
+    on_grid,
     scale_floats,
     scaled_columns_to_decimal,
     scaled_to_decimal,
@@ -151,9 +152,27 @@ def test_scaling_flags_and_rounds_as_the_grid_formula_does(exponent: int) -> Non
         in_steps = values / 10.0**exponent if exponent >= 0 else values * 10.0**-exponent
         rounded = np.rint(in_steps)
         tolerance = np.maximum(1e-9, 4 * np.finfo(np.float64).eps * np.abs(in_steps))
-        expected_off = np.abs(in_steps - rounded) - tolerance > 0
+        # Off by more than float rounding, or nearest to 0 without being 0.
+        expected_off = (np.abs(in_steps - rounded) - tolerance > 0) | (
+            (rounded == 0) & (values != 0)
+        )
     scaled = scale_floats(values, exponent)
     assert np.array_equal(scaled.off_grid, expected_off)
     fits = ~expected_off & (np.abs(rounded) < 2**62)
     multiplier = 10 ** (scaled.digits + exponent)
     assert np.array_equal(scaled.ints[fits], rounded[fits].astype(np.int64) * multiplier)
+
+
+def test_a_value_nearest_to_zero_on_a_grid_is_off_it() -> None:
+    """Within 1e-9 of a step of 0 is float rounding for a price near the step, not for a size of
+    1 on a grid of 1e10: there it would be written as 0."""
+    assert not on_grid(np.array([1.0]), 10).any()
+    assert on_grid(np.array([0.0, 1e10, 2e10]), 10).all()
+    sizes = np.round(np.random.default_rng(0).uniform(0.001, 5, 10_000), 5)
+    sizes = np.concatenate([sizes, [1e10]])
+    assert infer_step_exponent(sizes) == -5
+    scaled = scale_floats(np.array([1.0, 2e10, 1e-300]), -5)
+    assert scaled.off_grid.tolist() == [False, False, True]  # 1e-300 is not a size of 0
+    # As many digits as 2e10 leaves room for; 1e-300 needs more: rounded there, and counted.
+    assert scaled.digits == 8 and scaled.unrepresentable == 1
+    assert scale_floats(np.array([1.0, 2e10]), 10).off_grid.tolist() == [True, False]

@@ -601,3 +601,15 @@ def test_trades_and_book_rows_written_as_placed_equal_the_days_own_pass(chunk_ro
     as_placed, own_pass, _ = _cleaned_both_ways([(DAY, book)], chunk_rows, BOOK)
     _assert_same_day(as_placed, own_pass)
     assert as_placed[0].num_rows == 30 and as_placed[2]["sorted_runs"] >= 1
+
+
+def test_one_absurd_size_does_not_make_the_days_sizes_zero() -> None:
+    """A cold day (no grid given, none the day before) of sizes below 5 with one size of 1e10:
+    the size grid stays the sizes' own, and every size is written as the vendor sent it."""
+    rng = np.random.default_rng(5)
+    sizes = [float(v) for v in np.round(rng.uniform(0.001, 5, 1_400), 5)] + [1e10]
+    deltas = _deltas_every_minute([100.0 + i % 50 / 100 for i in range(len(sizes))], sizes)
+    day = clean_day(BOOK_DELTAS, DAY, [(DAY, deltas)])
+    assert day.size_step_exponent == -5
+    assert day.table["size"].to_pylist() == [Decimal(repr(v)) for v in sizes]
+    assert day.precision_loss_warnings == 0
