@@ -131,8 +131,7 @@ class Capture:
             started=_iso(config.clock()),
             encrypted=config.key is not None,
         )
-        self.snapshot_tasks: set[asyncio.Task] = set()
-        self.snapshot_pending: set[str] = set()  # symbols with a snapshot on its way
+        self.snapshot_pending: dict[str, asyncio.Task] = {}  # each symbol's snapshot on its way
 
     # --- files -------------------------------------------------------------------------------
 
@@ -254,8 +253,12 @@ class Capture:
         for state in self.gaps.values():
             state.reconnected(now)
         for symbol in self.config.symbols:
-            if symbol not in self.snapshot_pending:
-                self._request_snapshot(symbol)
+            # A snapshot asked before the drop does not cover the gap, and its retries may all
+            # have fallen while the server refused: always ask again.
+            pending = self.snapshot_pending.get(symbol)
+            if pending is not None:
+                pending.cancel()
+            self._request_snapshot(symbol)
 
     def disconnected(self, reason: str) -> None:
         now = self.config.clock()
@@ -266,17 +269,17 @@ class Capture:
 
     def _request_snapshot(self, symbol: str) -> None:
         task = asyncio.get_running_loop().create_task(self._snapshot(symbol))
-        self.snapshot_tasks.add(task)
-        self.snapshot_pending.add(symbol)
+        self.snapshot_pending[symbol] = task
 
         def done(task: asyncio.Task) -> None:
-            self.snapshot_tasks.discard(task)
-            self.snapshot_pending.discard(symbol)
+            # A snapshot cancelled for a newer one must not clear the newer one's mark.
+            if self.snapshot_pending.get(symbol) is task:
+                del self.snapshot_pending[symbol]
 
         task.add_done_callback(done)
 
     def cancel_snapshots(self) -> None:
-        for task in list(self.snapshot_tasks):
+        for task in list(self.snapshot_pending.values()):
             task.cancel()
 
     async def _snapshot(self, symbol: str) -> None:
@@ -410,7 +413,7 @@ async def _run(session: Capture, stop: asyncio.Event | None) -> CaptureSummary:
             stop.set()
             await asyncio.gather(ticker, return_exceptions=True)
             session.cancel_snapshots()  # a snapshot still on its way is not waited for
-            await asyncio.gather(*session.snapshot_tasks, return_exceptions=True)
+            await asyncio.gather(*session.snapshot_pending.values(), return_exceptions=True)
             summary = session.close(reason)
     log.info(
         "capture %s: %d frames, %d malformed, %d disconnects, %d gaps, %d files",
