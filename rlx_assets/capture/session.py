@@ -377,11 +377,13 @@ async def _run(session: Capture, stop: asyncio.Event | None) -> CaptureSummary:
         try:
             attempt = 0
             while not stop.is_set():
+                established = False
                 try:
                     async with connect(
                         url, open_timeout=config.timeout_s, max_size=_MAX_FRAME_BYTES
                     ) as websocket:
                         attempt = 0
+                        established = True
                         session.connected()
                         reader = loop.create_task(session.read(websocket))
                         stopper = loop.create_task(stop.wait())
@@ -395,8 +397,13 @@ async def _run(session: Capture, stop: asyncio.Event | None) -> CaptureSummary:
                 except websockets.ConnectionClosed as error:
                     session.disconnected(f"closed: {error}")
                 except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake) as error:
-                    session.summary.failed_connection_attempts += 1
-                    log.warning("cannot connect to %s: %s", config.ws_url, error)
+                    if established:
+                        # A connection lost by a socket error is a disconnect all the same: what
+                        # the exchange sent meanwhile is a gap, bounded from both sides.
+                        session.disconnected(f"{type(error).__name__}: {error}")
+                    else:
+                        session.summary.failed_connection_attempts += 1
+                        log.warning("cannot connect to %s: %s", config.ws_url, error)
                 if stop.is_set():
                     break
                 # Full jitter: many captures dropped at once do not come back in step.

@@ -185,6 +185,12 @@ def build_raw_asset(
             ):
                 quarantined = store.create()
                 figures: dict[str, object] = {}
+
+                def rewrite() -> None:
+                    """The rows written while placing are void: the file starts again."""
+                    behind.drain()
+                    writer.restart()
+
                 account = clean_partition(
                     table_name,
                     day,
@@ -209,7 +215,7 @@ def build_raw_asset(
                     *grids,
                     chunk_rows=read_batch_rows(table_name),
                     inspect_kept=lambda run: figures.update(_time_figures(table_name, run, day)),
-                    rewrite=lambda: (behind.drain(), writer.restart()),
+                    rewrite=rewrite,
                 )
                 if not account.accounted():
                     raise RuntimeError(
