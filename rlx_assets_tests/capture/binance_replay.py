@@ -22,9 +22,14 @@ import time
 from decimal import Decimal
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import serve
+
+from rlx_assets.capture.binance import MARKETS
+from rlx_assets.capture.session import CaptureConfig
 
 PREFIX = b'{"capture_ns":'
 MALFORMED_FRAMES = (
@@ -85,6 +90,25 @@ class BinanceReplay:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
+
+    def capture_config(self, directory: Path, **options: Any) -> CaptureConfig:
+        """A spot BTC-USDT capture of this replay into `directory`, on its clock, with retries
+        and flushes quick enough for a test."""
+        settings: dict[str, Any] = {
+            "backoff_initial_s": 0.05,
+            "backoff_max_s": 0.2,
+            "flush_interval_s": 0.2,
+            **options,
+        }
+        return CaptureConfig(
+            market=MARKETS["spot"],
+            symbols=["BTC-USDT"],
+            directory=directory,
+            ws_url=self.ws_url,
+            rest_url=self.rest_url,
+            clock=self.clock,
+            **settings,
+        )
 
     # --- the replay clock ------------------------------------------------------------------
 

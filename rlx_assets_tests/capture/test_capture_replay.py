@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 from rlx_assets import schema
-from rlx_assets.capture.binance import MARKETS
 from rlx_assets.capture.files import utc_day
-from rlx_assets.capture.session import Capture, CaptureConfig
+from rlx_assets.capture.session import Capture
 from rlx_assets.engine.fidelity import compare_day
 from rlx_assets.engine.golden import concat_samples, parse_golden
 from rlx_assets.engine.reconstruct import reconstruct_day
@@ -62,20 +61,7 @@ def captured(tmp_path_factory: pytest.TempPathFactory) -> Captured:
         refusals=REFUSALS,
         malformed_at_ns=MALFORMED_AT_NS,
     ) as replay:
-        capture = Capture(
-            CaptureConfig(
-                market=MARKETS["spot"],
-                symbols=["BTC-USDT"],
-                directory=directory,
-                ws_url=replay.ws_url,
-                rest_url=replay.rest_url,
-                backoff_initial_s=0.05,
-                backoff_max_s=0.2,
-                flush_interval_s=0.2,
-                summary_path=directory / "summary.json",
-                clock=replay.clock,
-            )
-        )
+        capture = Capture(replay.capture_config(directory, summary_path=directory / "summary.json"))
 
         async def run() -> None:
             stop = asyncio.Event()
