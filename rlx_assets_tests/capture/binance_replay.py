@@ -45,6 +45,23 @@ def frame_of(line: bytes) -> bytes:
     return b"{" + line[line.index(b",") + 1 :].rstrip(b"\n")
 
 
+def outside_gap(messages: list[dict], gap: dict) -> list[dict]:
+    """The messages (parsed lines) whose exchange time (trades) or update ids (depth,
+    bookTicker) fall outside a recorded `capture@gap`: none, for a gap that bounds a loss."""
+    ids = range(gap["from_update_id"], gap["to_update_id"] + 1)
+    times = range(gap["from_time_ns"], gap["to_time_ns"] + 1)
+
+    def inside(message: dict) -> bool:
+        data, stream = message["data"], message["stream"]
+        if stream.endswith("@trade"):
+            return data["T"] * 1_000_000 in times
+        if stream.endswith("@bookTicker"):
+            return data["u"] in ids
+        return data["U"] in ids and data["u"] in ids
+
+    return [message for message in messages if not inside(message)]
+
+
 class BinanceReplay:
     def __init__(
         self,
