@@ -47,6 +47,17 @@ def line(label: str, table: pa.Table, day_rows: int | None = None, **options) ->
     return per_row
 
 
+def _narrow(kind: pa.DataType) -> pa.DataType:
+    """The type with its decimals at precision 18 (scale 8), lists kept."""
+    if pa.types.is_decimal(kind):
+        return pa.decimal128(18, 8)
+    if pa.types.is_fixed_size_list(kind):
+        return pa.list_(_narrow(kind.value_type), kind.list_size)
+    if pa.types.is_list(kind):
+        return pa.list_(_narrow(kind.value_type))
+    return kind
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
@@ -72,6 +83,10 @@ def main() -> None:
     for name in ("bids", "asks"):
         line(f"{name}, snapshot rows", snapshots.select([name]), day_snapshots)
         line(f"{name}, other rows (null lists)", others.select([name]))
+    print("narrower decimals (DESIGN fixes decimal128(38,18)), the whole row:")
+    narrow = sample.cast(pa.schema([f.with_type(_narrow(f.type)) for f in sample.schema]))
+    line("decimal128(18,8)", narrow, day_rows)
+    line("decimal128(18,8) stored as INT64", narrow, day_rows, store_decimal_as_integer=True)
     print("codecs, the whole row:")
     for codec, level in (("lz4", None), ("snappy", None), ("zstd", 1), ("none", None)):
         line(
