@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import gzip
 import json
 import threading
 import time
@@ -43,6 +44,11 @@ def frame_of(line: bytes) -> bytes:
     if not line.startswith(PREFIX):
         raise ValueError(f"not a golden line: {line[:40]!r}")
     return b"{" + line[line.index(b",") + 1 :].rstrip(b"\n")
+
+
+def gzip_lines(path: Path) -> list[bytes]:
+    """The lines of a gzipped JSON-lines file (a golden sample, a captured day), ends kept."""
+    return gzip.decompress(path.read_bytes()).splitlines(keepends=True)
 
 
 def outside_gap(messages: list[dict], gap: dict) -> list[dict]:

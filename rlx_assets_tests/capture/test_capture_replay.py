@@ -27,6 +27,7 @@ from rlx_assets_tests.capture.binance_replay import (
     MALFORMED_FRAMES,
     BinanceReplay,
     frame_of,
+    gzip_lines,
     outside_gap,
 )
 from rlx_assets_tests.conftest import FIXTURE_DAYS, SLICE
@@ -41,10 +42,6 @@ REFUSALS = 2  # and at least this many handshakes
 ORIGINAL = [SLICE / "golden" / f"BTC-USDT-{day}.jsonl.gz" for day in FIXTURE_DAYS]
 
 
-def _lines(path: Path) -> list[bytes]:
-    return gzip.decompress(path.read_bytes()).splitlines(keepends=True)
-
-
 @dataclasses.dataclass
 class Captured:
     directory: Path
@@ -56,7 +53,7 @@ class Captured:
 @pytest.fixture(scope="module")
 def captured(tmp_path_factory: pytest.TempPathFactory) -> Captured:
     directory = tmp_path_factory.mktemp("golden")
-    lines = [line for path in ORIGINAL for line in _lines(path)]
+    lines = [line for path in ORIGINAL for line in gzip_lines(path)]
     started = time.monotonic()
     with BinanceReplay(
         lines,
@@ -93,7 +90,7 @@ def _files(directory: Path) -> list[Path]:
 
 
 def _records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in _lines(path)]
+    return [json.loads(line) for line in gzip_lines(path)]
 
 
 def test_the_run_stays_well_under_a_minute(captured: Captured) -> None:
@@ -105,7 +102,7 @@ def test_every_frame_delivered_is_written_byte_for_byte_in_order(captured: Captu
     written = [
         frame_of(line)
         for path in _files(captured.directory)
-        for line in _lines(path)
+        for line in gzip_lines(path)
         if b'"stream":"btcusdt@' in line[:60]
     ]
     assert written == [frame_of(replay.lines[index]) for index in replay.sent]
@@ -239,5 +236,5 @@ def test_the_summary_lists_the_files(captured: Captured) -> None:
     assert [f["day"] for f in files] == [d.isoformat() for d in FIXTURE_DAYS]
     for entry in files:
         path = Path(entry["path"])
-        assert entry["lines"] == len(_lines(path))
+        assert entry["lines"] == len(gzip_lines(path))
         assert dt.date.fromisoformat(entry["day"]) == utc_day(_records(path)[0]["capture_ns"])

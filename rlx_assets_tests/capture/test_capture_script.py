@@ -16,12 +16,10 @@ import pytest
 
 from rlx_assets.capture.encryption import decrypt, is_encrypted
 from rlx_assets.engine.golden import parse_golden
-from rlx_assets_tests.capture.binance_replay import BinanceReplay, frame_of
+from rlx_assets_tests.capture.binance_replay import BinanceReplay, frame_of, gzip_lines
 from rlx_assets_tests.conftest import FIXTURE_DAYS, REPO, SLICE
 
-LINES = gzip.decompress(
-    (SLICE / "golden" / f"BTC-USDT-{FIXTURE_DAYS[1]}.jsonl.gz").read_bytes()
-).splitlines(keepends=True)
+LINES = gzip_lines(SLICE / "golden" / f"BTC-USDT-{FIXTURE_DAYS[1]}.jsonl.gz")
 
 
 def _start(replay: BinanceReplay, directory: Path, key: str | None) -> subprocess.Popen:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import json
 import threading
 import time
@@ -18,8 +17,13 @@ import httpx
 
 from rlx_assets.capture.binance import MARKETS
 from rlx_assets.capture.session import Capture, CaptureConfig
-from rlx_assets_tests.capture.binance_replay import BinanceReplay, frame_of, outside_gap
-from rlx_assets_tests.capture.test_capture_replay import ORIGINAL, SPEED, _lines
+from rlx_assets_tests.capture.binance_replay import (
+    BinanceReplay,
+    frame_of,
+    gzip_lines,
+    outside_gap,
+)
+from rlx_assets_tests.capture.test_capture_replay import ORIGINAL, SPEED
 
 DAY_NS = 1_723_161_600 * 10**9  # 2024-08-09 00:00:00 UTC
 
@@ -100,7 +104,7 @@ def test_a_reconnect_replaces_a_snapshot_still_on_its_way(tmp_path: Path) -> Non
 
     assert capture.summary.snapshots == 1 and capture.summary.snapshot_failures == 0
     (path,) = sorted(tmp_path.glob("*.jsonl.gz"))
-    records = [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines()]
+    records = [json.loads(line) for line in gzip_lines(path)]
     snapshots = [r["data"] for r in records if r["stream"] == "rest@depthSnapshot"]
     assert [s["lastUpdateId"] for s in snapshots] == [2]  # the fresh one, not the held one
 
@@ -113,7 +117,7 @@ def test_a_connection_lost_to_a_socket_error_is_a_disconnect_with_its_gap(
     from both sides."""
     # The whole three minutes at 15x: the reconnect comes with seconds of the replay still to
     # go, however late a loaded machine runs the capture.
-    lines = [line for path in ORIGINAL for line in _lines(path)]
+    lines = [line for path in ORIGINAL for line in gzip_lines(path)]
     # Reset a quarter of the way through: the replay goes on after the reconnect.
     first, last = (json.loads(lines[i])["capture_ns"] for i in (0, -1))
     reset_at_ns = first + (last - first) // 4
@@ -161,7 +165,7 @@ def test_a_connection_lost_to_a_socket_error_is_a_disconnect_with_its_gap(
     written = {
         frame_of(line)
         for path in sorted(tmp_path.glob("BTC-USDT-*.jsonl.gz"))
-        for line in _lines(path)
+        for line in gzip_lines(path)
     }
     missing = [json.loads(frame_of(line)) for line in lines if frame_of(line) not in written]
     assert missing, "the reset lost nothing: the test does not test the gap"
