@@ -84,7 +84,11 @@ def executor_for(settings: RlxSettings) -> ExecutorDefinition:
     if settings.executor == "celery":
         return rlx_celery_executor
     if settings.executor == "threads":
-        return threaded_executor.configured(
-            {"max_concurrent": settings.max_concurrent_steps}, name="rlx_threads"
-        )
+        return threads_executor(settings)
     return in_process_executor
+
+
+def threads_executor(settings: RlxSettings) -> ExecutorDefinition:
+    return threaded_executor.configured(
+        {"max_concurrent": settings.max_concurrent_steps}, name="rlx_threads"
+    )

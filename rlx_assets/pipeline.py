@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 from dagster import AssetCheckSeverity, DagsterInstance, ExecuteInProcessResult
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.execution.execute_in_process import core_execute_in_process, merge_run_tags
 
 from rlx_assets.allocator import release_free_memory
 from rlx_assets.definitions import ALL_ASSETS_JOB, build_definitions
+from rlx_assets.executors import executor_for, threads_executor
 from rlx_assets.partitions import partition_key
 from rlx_assets.settings import RlxSettings
 
@@ -19,14 +22,36 @@ def run_partition(
     symbol: str,
     console_log_level: str = "WARNING",
 ) -> ExecuteInProcessResult:
-    """One run of every asset for `day|symbol`; the full event log still goes to the instance."""
-    job = build_definitions(settings).resolve_job_def(ALL_ASSETS_JOB)
+    """One run of every asset for `day|symbol` in this process, with the Definitions' executor
+    (`RLX_EXECUTOR`: ready steps side by side on threads by default, as `dagster asset
+    materialize` runs them); the full event log still goes to the instance.
+
+    Not `JobDefinition.execute_in_process`: it swaps the job's executor for Dagster's in-process
+    one, which runs one step at a time (a full-scale day took 42 s that way, against 33 s with
+    the raw tables, and then the event stream and the quality assets, side by side). With
+    `RLX_EXECUTOR=celery` the steps run on threads here too: a script's run stays on its
+    machine (celery runs are launched from the UI or `dagster asset materialize`)."""
+    executor = (
+        threads_executor(settings) if settings.executor == "celery" else executor_for(settings)
+    )
+    job = build_definitions(settings).resolve_job_def(ALL_ASSETS_JOB).with_executor_def(executor)
+    key = partition_key(day, symbol)
+    run_config = {"loggers": {"console": {"config": {"log_level": console_log_level}}}}
     try:
-        return job.execute_in_process(
-            partition_key=partition_key(day, symbol),
+        return core_execute_in_process(
+            job=InMemoryJob(job),
+            run_config=run_config,
             instance=instance,
+            output_capturing_enabled=True,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": console_log_level}}}},
+            run_tags=merge_run_tags(
+                job_def=job,
+                partition_key=key,
+                tags=None,
+                asset_selection=None,
+                instance=instance,
+                run_config=run_config,
+            ),
         )
     finally:
         release_free_memory()

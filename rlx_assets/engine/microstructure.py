@@ -100,10 +100,6 @@ class MicrostructureResult:
     summary: dict[str, float | int | None] = field(default_factory=dict)
 
 
-# --- decimals to floats ---------------------------------------------------------------------
-
-
-# --- times and minutes -------------------------------------------------------------------
 # --- times and minutes -------------------------------------------------------------------
 
 
@@ -172,15 +168,6 @@ def _count_minutes(book: BatchSource, deltas: BatchSource, trades: BatchSource) 
         book_rows,
         delta_rows,
     )
-
-
-# --- grouped statistics (groups are output minutes) ----------------------------------------
-
-
-# --- the book ------------------------------------------------------------------------------
-
-
-# --- deltas against the book before their message ------------------------------------------
 
 
 # --- the day -------------------------------------------------------------------------------
