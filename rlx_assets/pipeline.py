@@ -58,7 +58,8 @@ def run_partition(
 
 
 def failure_reason(result: ExecuteInProcessResult) -> str:
-    """The first failed step and its error message, on one line."""
+    """The first failed step and its error message, or that the run was interrupted, on one
+    line."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data:
             failure = event.step_failure_data.user_failure_data
@@ -71,6 +72,16 @@ def failure_reason(result: ExecuteInProcessResult) -> str:
                 error = error.cause
             message = error.message.strip().splitlines()[0] if error else "unknown error"
             return f"step {event.step_key}: {message}"
+    for event in result.all_events:
+        if not event.is_engine_event:
+            continue
+        data = event.engine_event_data
+        if data is not None and "steps_interrupted" in data.metadata:
+            # The threaded executor's: the steps running went on to their end, none started.
+            return (
+                "interrupted (Ctrl-C or the run's termination): the steps running finished, "
+                "the rest did not start"
+            )
     return "the run did not succeed (no step failure recorded)"
 
 

@@ -4,12 +4,14 @@ import csv
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
 from rlx_assets.resources.io_manager import partition_path
 from rlx_assets_tests.conftest import FIXTURE_DAYS, REPO, SLICE
@@ -63,6 +65,51 @@ def test_run_pipeline_says_in_one_line_why_a_partition_failed(tmp_path: Path) ->
     assert len(reasons) == 1
     assert "2024-08-08|BTC-USDT failed" in reasons[0]
     assert "nothing is stored at the lake root" in reasons[0]
+
+
+def _started_steps(home: Path) -> set[str]:
+    if not any(home.rglob("*.db")):
+        return set()
+    with DagsterInstance.from_config(str(home)) as instance:
+        return {
+            record.event_log_entry.step_key
+            for run in instance.get_runs()
+            for record in instance.get_records_for_run(
+                run.run_id, of_type=DagsterEventType.STEP_START
+            ).records
+        }
+
+
+def test_run_pipeline_interrupted_lets_running_steps_end_and_says_so(tmp_path: Path) -> None:
+    environment = _environment(tmp_path, synthetic_scale="0.05")
+    script = [sys.executable, "scripts/run_pipeline.py", "--start-date", "2024-08-08"]
+    process = subprocess.Popen(
+        [*script, "--end-date", "2024-08-09"],
+        cwd=REPO,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not _started_steps(tmp_path / "dagster_home"):
+            assert process.poll() is None and time.monotonic() < deadline, "no step started"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 1, stderr[-3000:]
+    reasons = [line for line in stderr.splitlines() if line.startswith("run_pipeline:")]
+    assert len(reasons) == 1 and reasons[0].startswith(
+        "run_pipeline: 2024-08-08|BTC-USDT failed: interrupted (Ctrl-C or the run's termination): "
+        "the steps running finished, the rest did not start (run "
+    ), reasons
+    # The raw steps running went to their end; the steps after them never started, and the
+    # second day was not begun.
+    started = _started_steps(tmp_path / "dagster_home")
+    assert started and all(step.startswith("raw_") for step in started), started
 
 
 def test_run_pipeline_rejects_a_backwards_range(tmp_path: Path) -> None:
