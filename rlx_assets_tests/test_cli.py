@@ -112,6 +112,42 @@ def test_run_pipeline_interrupted_lets_running_steps_end_and_says_so(tmp_path: P
     assert started and all(step.startswith("raw_") for step in started), started
 
 
+def test_run_pipeline_interrupted_between_partitions_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A Ctrl-C outside a run (Dagster handles those inside one) reaches the script as
+    # KeyboardInterrupt: here, as the second partition's run is about to start.
+    for name, value in _environment(tmp_path, lake_url=str(SLICE)).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import run_pipeline
+
+    import rlx_assets.pipeline
+
+    started = []
+
+    def interrupted_after_one(settings, instance, day, symbol, console_level):
+        if started:
+            raise KeyboardInterrupt
+        started.append(day)
+        return real_run_partition(settings, instance, day, symbol, console_level)
+
+    real_run_partition = rlx_assets.pipeline.run_partition
+    monkeypatch.setattr(rlx_assets.pipeline, "run_partition", interrupted_after_one)
+    arguments = ["--start-date", "2024-08-08", "--end-date", "2024-08-09", "--no-progress"]
+    try:
+        code = run_pipeline.main(arguments)
+    except KeyboardInterrupt:  # not raised on: it would stop the whole test session
+        pytest.fail("run_pipeline let a KeyboardInterrupt out")
+    assert code == 130
+    lines = capsys.readouterr().err.splitlines()
+    assert [line for line in lines if line.startswith("run_pipeline:")] == [
+        "run_pipeline: interrupted between two partitions; the partitions finished so far are"
+        " kept (see the Dagster UI)"
+    ]
+    assert started == [FIXTURE_DAYS[0]]
+
+
 def test_run_pipeline_rejects_a_backwards_range(tmp_path: Path) -> None:
     script = [sys.executable, "scripts/run_pipeline.py"]
     arguments = ["--start-date", "2024-08-09", "--end-date", "2024-08-08"]

@@ -12,8 +12,9 @@ RLX_SYMBOLS. The console stays quiet (the instance's event log, shown in the UI,
 event); at the end a table gives each partition's events, checks passed and failed, seconds and peak
 RSS,
 then one line per failed check. Exit status: 0 when every partition succeeded and no ERROR check
-failed, 1 at the first failed partition (one-line reason) or when an ERROR check failed, 2 for a
-usage error (a key that is not a partition, an invalid setting). --verbose logs INFO, shows
+failed, 1 at the first failed partition (one-line reason, "interrupted" for a Ctrl-C during its
+run) or when an ERROR check failed, 2 for a usage error (a key that is not a partition, an
+invalid setting), 130 for a Ctrl-C between two partitions' runs. --verbose logs INFO, shows
 tracebacks and, after each partition, `partition <date>|<SYMBOL>: <s> s, peak RSS <GiB> GiB
 (<how>)`. On Linux the peak is that partition's own (VmHWM, reset before it through
 /proc/self/clear_refs); elsewhere it is the process's peak so far (ru_maxrss), and says so.
@@ -99,6 +100,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"run_pipeline: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Dagster turns a Ctrl-C during a run into that run's end (its running steps finish,
+        # reported as the partition's failure); this is one that landed between two runs.
+        if arguments.verbose:
+            raise
+        print(
+            "run_pipeline: interrupted between two partitions; the partitions finished so far"
+            " are kept (see the Dagster UI)",
+            file=sys.stderr,
+        )
+        return 130
 
 
 def _run(arguments: argparse.Namespace) -> int:
