@@ -1,6 +1,8 @@
-"""What a user types: the Dagster CLI and the scripts, as subprocesses."""
+"""What a user types: the Dagster CLI and the scripts, as subprocesses (one in-process, to
+raise an interrupt at a chosen point)."""
 
 import csv
+import importlib.util
 import os
 import re
 import shutil
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
+import rlx_assets.pipeline
 from rlx_assets.resources.io_manager import partition_path
 from rlx_assets_tests.conftest import FIXTURE_DAYS, REPO, SLICE
 
@@ -119,10 +122,11 @@ def test_run_pipeline_interrupted_between_partitions_says_so(
     # KeyboardInterrupt: here, as the second partition's run is about to start.
     for name, value in _environment(tmp_path, lake_url=str(SLICE)).items():
         monkeypatch.setenv(name, value)
+    # The script as a module (its folder on the path for its `_common`), not an installed one.
     monkeypatch.syspath_prepend(str(REPO / "scripts"))
-    import run_pipeline
-
-    import rlx_assets.pipeline
+    spec = importlib.util.spec_from_file_location("run_pipeline", REPO / "scripts/run_pipeline.py")
+    run_pipeline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_pipeline)
 
     started = []
 
