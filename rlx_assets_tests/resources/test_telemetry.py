@@ -307,6 +307,9 @@ def test_a_hung_gateway_costs_a_run_at_most_its_budget(tmp_path: Path, black_hol
     assert len(warned) == 1 and "the rest of this run's metrics are not pushed" in warned[0]
     waited = sum(p.value for p in hung.named(m.TELEMETRY_DURATION))
     assert budget - 0.1 <= waited <= budget + 0.5
-    assert hung.seconds <= usual.seconds * 1.5 + budget + 1.0
+    # A backstop for a wait outside telemetry's own timer (the wait itself is bounded above).
+    # Loose: the two runs are timed apart, under the rest of the suite's load (one CI run took
+    # 6.4 s against the usual run's 2.3 s).
+    assert hung.seconds <= usual.seconds * 2 + budget + 3.0
     # The JSON lines do not depend on the gateway.
     assert {p.metric for p in hung.points} >= set(m.DESIGN_METRICS)
